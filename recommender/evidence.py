@@ -1,0 +1,59 @@
+"""Read-only access to the study's DuckDB evidence, safe while a study run is writing to it."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "study.duckdb"
+REGENERATE_COMMAND = "python -m study.run --grid cpu-smoke"
+
+
+class EvidenceError(RuntimeError):
+    """The evidence cannot be read; the message says how to fix it."""
+
+
+def _read_tables(path: Path, tables: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        present = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        return {t: con.execute(f"SELECT * FROM {t}").df() if t in present else pd.DataFrame() for t in tables}
+
+
+def load_tables(db: str | Path = DEFAULT_DB,
+                tables: tuple[str, ...] = ("runs", "trials", "datasets", "backbones", "hardware", "extractions"),
+                retries: int = 5) -> dict[str, pd.DataFrame]:
+    """All evidence tables as DataFrames.
+
+    DuckDB lets one process write a file at a time; while ``study.run`` holds it, reading is retried and then
+    falls back to a snapshot copy of the file, so readers keep working during a run.
+    """
+    import duckdb
+
+    path = Path(db)
+    if not path.exists():
+        raise EvidenceError(f"No evidence database at {path}. Generate it with: {REGENERATE_COMMAND}")
+    last_error = None
+    for attempt in range(retries):
+        try:
+            result = _read_tables(path, tables)
+            break
+        except duckdb.IOException as error:  # locked by a writer
+            last_error = error
+            time.sleep(0.1 * (attempt + 1))
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            snapshot = Path(folder) / path.name
+            shutil.copyfile(path, snapshot)
+            try:
+                result = _read_tables(snapshot, tables)
+            except duckdb.Error as error:
+                raise EvidenceError(f"{path} is in use and no readable snapshot could be taken ({last_error}); "
+                                    "try again in a moment") from error
+    if result["runs"].empty:
+        raise EvidenceError(f"{path} holds no runs yet. Generate them with: {REGENERATE_COMMAND}")
+    return result

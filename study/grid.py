@@ -1,0 +1,122 @@
+"""Named grids from TOML -> ordered run specs, with cost estimates for ``--plan``."""
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+from study.backbones import get_spec, list_backbones
+from study.datasets import DatasetError, dataset_name, is_path, list_datasets
+from study.methods import METHODS
+from study.spec import FinetuneConfig, RunSpec
+
+DEFAULT_GRID_FILE = Path(__file__).resolve().parent / "grids.toml"
+# Most informative first: a spread of k over every dataset before the in-between k, and seed 0 before more seeds.
+K_PRIORITY = [10, 1, 100, 5, None, 50, 2, 20]
+METHOD_ORDER = ["fe_linear", "fe_fne", "ft_full", "ft_partial"]
+
+
+class GridError(ValueError):
+    """A grid file or grid name is wrong."""
+
+
+def load_grids(path: str | Path = DEFAULT_GRID_FILE) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise GridError(f"grid file {path} not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise GridError(f"grid file {path} is not valid TOML: {error}") from None
+
+
+def _k_value(k) -> int | None:
+    if k == "max":
+        return None
+    if isinstance(k, int) and not isinstance(k, bool) and k >= 1:
+        return k
+    raise GridError(f"images_per_class must be a positive integer or 'max', got {k!r}")
+
+
+def _finetune_config(overrides: dict) -> FinetuneConfig:
+    known = {f.name for f in fields(FinetuneConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise GridError(f"unknown finetune settings {sorted(unknown)}; known: {sorted(known)}")
+    values = dict(overrides)
+    if "learning_rates" in values:
+        values["learning_rates"] = tuple(float(v) for v in values["learning_rates"])
+        if len(values["learning_rates"]) < 1:
+            raise GridError("learning_rates needs at least one value")
+    return FinetuneConfig(**values)
+
+
+def validate_names(datasets=(), backbones=(), methods=()) -> None:
+    """Fail before any work on names that do not exist, listing the known ones."""
+    for name in datasets:
+        if not is_path(name) and name not in list_datasets():
+            raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}, "
+                               "or a folder path in NAME/{train,test}/CLASS/ layout")
+    for name in backbones:
+        get_spec(name)
+    for name in methods:
+        if name not in METHODS:
+            raise GridError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
+
+
+def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, backbones=None,
+               methods=None, resolution: int | None = None) -> list[RunSpec]:
+    """Ordered, de-duplicated specs of a named grid, optionally narrowed to some datasets/backbones/methods."""
+    grids = load_grids(path)
+    if name not in grids:
+        raise GridError(f"unknown grid {name!r}; grids in {path}: {', '.join(grids)}")
+    grid = grids[name]
+    finetune = _finetune_config(grid.get("finetune", {}))
+    specs: dict[str, RunSpec] = {}
+    for block in grid.get("blocks", []):
+        block_datasets = [d for d in block["datasets"] if datasets is None or dataset_name(d) in datasets]
+        block_backbones = [b for b in block["backbones"] if backbones is None or b in backbones]
+        block_methods = [m for m in block["methods"] if methods is None or m in methods]
+        validate_names(block_datasets, block_backbones, block_methods)
+        for dataset, backbone, k, method, seed in itertools.product(
+                block_datasets, block_backbones, block["images_per_class"], block_methods, block["seeds"]):
+            res = resolution or grid.get("resolution", "native")
+            res = get_spec(backbone).native_resolution if res == "native" else int(res)
+            spec = RunSpec(dataset, backbone, method, _k_value(k), int(seed), res,
+                           finetune if method.startswith("ft_") else None)
+            specs[spec.run_id] = spec
+    return sorted(specs.values(), key=_priority)
+
+
+def _priority(spec: RunSpec):
+    k_rank = K_PRIORITY.index(spec.images_per_class) if spec.images_per_class in K_PRIORITY else len(K_PRIORITY)
+    method_rank = METHOD_ORDER.index(spec.method) if spec.method in METHOD_ORDER else len(METHOD_ORDER)
+    return (spec.seed, k_rank, method_rank, spec.backbone, spec.dataset)
+
+
+# Throughput used to estimate a plan before any history exists: images/s at 224 px (../shared/ASSETS.md and
+# GPU-NOTES.md), scaled by pixel count. Small GPU fine-tuning runs are overhead-bound: a fixed cost per trial.
+FALLBACK_IMAGES_PER_S = {("cpu", "extract"): 30.0, ("cpu", "train"): 12.0,
+                         ("cuda", "extract"): 15000.0, ("cuda", "train"): 5000.0}
+GPU_TRIAL_OVERHEAD_S = 5.0
+
+
+def estimate_seconds(spec: RunSpec, n_classes: int, pool_per_class: int, n_test: int, device_type: str,
+                     history: dict | None = None) -> float:
+    """A run's expected wall time: its measured median where history has the same kind of run, else a model."""
+    key = (spec.dataset, spec.backbone, spec.method, spec.k_label, device_type, spec.resolution)
+    if history and key in history:
+        return history[key]
+    k = pool_per_class if spec.images_per_class is None else min(spec.images_per_class, pool_per_class)
+    scale = (spec.resolution / 224) ** 2
+    extract_rate = FALLBACK_IMAGES_PER_S[(device_type, "extract")] / scale
+    if not spec.is_finetune:
+        return (k * n_classes + n_test) / extract_rate + 0.5
+    from study.finetune import total_steps
+
+    config = spec.finetune
+    steps = total_steps(config, int(k * n_classes * (1 - config.validation_fraction)) or 1)
+    per_trial = steps * config.batch_size / (FALLBACK_IMAGES_PER_S[(device_type, "train")] / scale)
+    per_trial += n_test / extract_rate + (GPU_TRIAL_OVERHEAD_S if device_type == "cuda" else 0.0)
+    return per_trial * len(config.learning_rates)

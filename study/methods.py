@@ -1,0 +1,124 @@
+"""Method registry: name -> function(spec, context) -> MethodResult. Nothing here ever fits on test data."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+LOGISTIC_C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+FNE_LOW, FNE_HIGH = -0.25, 0.15  # ternarisation thresholds of the Full-Network Embedding paper
+FNE_SVM_C = 1.0
+
+
+@dataclass
+class MethodResult:
+    predictions: np.ndarray  # predicted test labels
+    n_train: int
+    n_val: int
+    hyperparams: dict
+    seconds: dict  # wall time per phase: extract, fit, eval
+    joules: dict  # energy per phase
+    images_processed: int
+    energy_source: str
+    peak_memory_mb: float
+    warmup_s: float = 0.0
+    extraction_id: str | None = None
+    trials: list[dict] = field(default_factory=list)
+
+
+METHODS: dict[str, Callable] = {}
+
+
+def register_method(name: str):
+    def decorate(function):
+        METHODS[name] = function
+        return function
+    return decorate
+
+
+def _linear_probe(train_x: np.ndarray, train_y: np.ndarray, seed: int):
+    """Standardise on the training subset, choose C by stratified CV on it (default C=1 when a class has 1 image)."""
+    scaler = StandardScaler().fit(train_x)
+    scaled = scaler.transform(train_x)
+    min_count = int(np.unique(train_y, return_counts=True)[1].min())
+    if min_count >= 2:
+        folds = StratifiedKFold(n_splits=min(5, min_count), shuffle=True, random_state=seed)
+        model = LogisticRegressionCV(Cs=list(LOGISTIC_C_GRID), cv=folds, max_iter=2000, random_state=seed,
+                                     l1_ratios=(0.0,), scoring="accuracy", use_legacy_attributes=False)
+        model.fit(scaled, train_y)
+        chosen_c, selection = float(np.atleast_1d(model.C_)[0]), f"{folds.n_splits}-fold CV"
+    else:
+        model = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(scaled, train_y)
+        chosen_c, selection = 1.0, "default (1 image per class: no CV possible)"
+    return scaler, model, {"C": chosen_c, "C_selection": selection}
+
+
+def fne_ternarise(train_x: np.ndarray, other_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise both with the training subset's statistics, then map to {-1, 0, +1}."""
+    mean = train_x.mean(axis=0)
+    std = train_x.std(axis=0)
+    std[std < 1e-8] = 1.0
+
+    def ternary(x):
+        z = (x - mean) / std
+        return np.where(z > FNE_HIGH, 1.0, np.where(z < FNE_LOW, -1.0, 0.0)).astype(np.float32)
+
+    return ternary(train_x), ternary(other_x)
+
+
+def _feature_method(spec, context, kind: str) -> MethodResult:
+    features = context.features(spec)
+    subset = context.subset(spec)
+    train_y = features.train_labels[subset]
+    clock = context.clock()
+    with clock.phase("fit"):
+        if kind == "pooled":
+            scaler, model, hyperparams = _linear_probe(features.pooled_train[subset], train_y, spec.seed)
+        else:
+            train_x, test_x = fne_ternarise(features.fne_train[subset], features.fne_test)
+            model = LinearSVC(C=FNE_SVM_C, dual="auto", max_iter=5000, random_state=spec.seed).fit(train_x, train_y)
+            hyperparams = {"C": FNE_SVM_C, "C_selection": "fixed (paper)", "thresholds": [FNE_LOW, FNE_HIGH],
+                           "dims": int(train_x.shape[1])}
+    with clock.phase("eval"):
+        if kind == "pooled":
+            predictions = model.predict(scaler.transform(features.pooled_test))
+        else:
+            predictions = model.predict(test_x)
+    n_images = len(subset) + len(features.test_labels)
+    clock.seconds["extract"], clock.joules["extract"] = features.attributed_cost(n_images)
+    return MethodResult(predictions, len(subset), 0, hyperparams, clock.seconds, clock.joules, n_images,
+                        features.extraction["energy_source"], features.extraction["peak_memory_mb"],
+                        warmup_s=features.extraction["warmup_s"], extraction_id=features.extraction["extraction_id"])
+
+
+@register_method("fe_linear")
+def fe_linear(spec, context) -> MethodResult:
+    """Frozen backbone, pooled penultimate features, multinomial logistic regression with CV-chosen C."""
+    return _feature_method(spec, context, "pooled")
+
+
+@register_method("fe_fne")
+def fe_fne(spec, context) -> MethodResult:
+    """Full-Network Embedding: every stage's spatial mean + pooled features, standardised, ternarised, LinearSVC."""
+    return _feature_method(spec, context, "fne")
+
+
+@register_method("ft_full")
+def ft_full(spec, context) -> MethodResult:
+    """Fine-tune every layer with a new head."""
+    from study.finetune import finetune
+
+    return finetune(spec, context, freeze_first_half=False)
+
+
+@register_method("ft_partial")
+def ft_partial(spec, context) -> MethodResult:
+    """Fine-tune with the stem and first half of the stages frozen."""
+    from study.finetune import finetune
+
+    return finetune(spec, context, freeze_first_half=True)

@@ -1,0 +1,132 @@
+"""``python -m study.run``: run a named grid of the study into DuckDB (resumable), or ingest result files.
+
+Examples:
+  python -m study.run --grid cpu-smoke            # run (or resume) the CPU smoke grid into data/study.duckdb
+  python -m study.run --grid gpu --plan           # list the runs still to do with an estimated cost
+  python -m study.run --grid cpu --datasets flowers5,elpv --methods fe_linear
+  python -m study.run --grid gpu --results-dir out/   # no duckdb here: one JSON file per run
+  python -m study.run ingest out/ [--db data/study.duckdb]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from study.backbones import BackboneError
+from study.datasets import DatasetError
+from study.grid import DEFAULT_GRID_FILE, GridError, grid_specs
+from study.store import DEFAULT_DB, StoreError, ingest, open_store
+
+LOG_DIR = Path(__file__).resolve().parent.parent / "logs"
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m study.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", default="cpu-smoke", help="name of a grid in the grid file (default: cpu-smoke)")
+    parser.add_argument("--grid-file", default=str(DEFAULT_GRID_FILE), help="TOML file of named grids")
+    parser.add_argument("--datasets", help="comma-separated subset of the grid's datasets")
+    parser.add_argument("--backbones", help="comma-separated subset of the grid's backbones")
+    parser.add_argument("--methods", help="comma-separated subset of the grid's methods")
+    parser.add_argument("--resolution", type=int, help="override the grid's resolution (pixels)")
+    parser.add_argument("--plan", action="store_true", help="list the runs still to do with estimated cost; run nothing")
+    parser.add_argument("--max-runs", type=int, help="stop after this many new runs (the rest resume later)")
+    parser.add_argument("--db", default=str(DEFAULT_DB), help=f"DuckDB file (default: {DEFAULT_DB})")
+    parser.add_argument("--results-dir", help="write one JSON file per run here instead of DuckDB")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--log-file", help="log file (default: logs/study-<time>.log)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _setup_logging(log_file: str | None) -> Path:
+    path = Path(log_file) if log_file else LOG_DIR / f"study-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    root.addHandler(console)
+    return path
+
+
+def _plan(specs, store, device_type: str) -> None:
+    from study.datasets import load_images
+    from study.grid import estimate_seconds
+
+    stored = store.stored_run_ids()
+    pending = [spec for spec in specs if spec.run_id not in stored]
+    shapes = {}
+    total = 0.0
+    print(f"{'run_id':20} {'dataset':18} {'backbone':28} {'method':10} {'k':>4} {'seed':>4} {'res':>4} {'est_s':>8}")
+    for spec in pending:
+        if (spec.dataset, spec.resolution) not in shapes:
+            data = load_images(spec.dataset, spec.resolution)
+            counts = data.train_labels.size // data.info.n_classes
+            shapes[(spec.dataset, spec.resolution)] = (data.info.n_classes, counts, len(data.test_labels))
+        seconds = estimate_seconds(spec, *shapes[(spec.dataset, spec.resolution)], device_type)
+        total += seconds
+        print(f"{spec.run_id:20} {spec.dataset[:18]:18} {spec.backbone:28} {spec.method:10} {spec.k_label:>4} "
+              f"{spec.seed:>4} {spec.resolution:>4} {seconds:8.1f}")
+    print(f"\n{len(pending)} runs to do ({len(specs) - len(pending)} of {len(specs)} already stored); "
+          f"estimated {total / 60:.1f} min on {device_type} (estimate from stated throughputs, not a measurement)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ingest"]:
+        parser = argparse.ArgumentParser(prog="python -m study.run ingest",
+                                         description="Load JSON result files (or folders of them) into DuckDB; "
+                                                     "already stored runs are skipped, malformed files named.")
+        parser.add_argument("paths", nargs="+")
+        parser.add_argument("--db", default=str(DEFAULT_DB))
+        args = parser.parse_args(argv[1:])
+        try:
+            report = ingest(args.paths, args.db)
+        except StoreError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(json.dumps(report, indent=2))
+        return 1 if report["rejected"] else 0
+    args = build_parser().parse_args(argv)
+    try:
+        specs = grid_specs(args.grid, args.grid_file, _names(args.datasets), _names(args.backbones),
+                           _names(args.methods), args.resolution)
+        if not specs:
+            print("error: the grid and filters select no runs", file=sys.stderr)
+            return 2
+        store = open_store(args.db, args.results_dir)
+        import torch
+
+        from study.runner import resolve_device, run_specs
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = resolve_device(args.device)
+        if args.plan:
+            _plan(specs, store, device.type)
+            return 0
+        log_path = _setup_logging(args.log_file)
+        print(f"log: {log_path}", file=sys.stderr)
+        summary = run_specs(specs, store, args.grid, device, progress=not args.no_progress, max_runs=args.max_runs)
+    except (GridError, DatasetError, BackboneError, StoreError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Where runs live: DuckDB (one writer, each run committed atomically) or, where duckdb is missing (the GPU
+machine), one JSON result file per run that ``python -m study.run ingest`` loads idempotently."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "study.duckdb"
+
+SCHEMA = {
+    "runs": """
+        run_id VARCHAR PRIMARY KEY, grid VARCHAR, dataset VARCHAR, backbone VARCHAR, pretrained BOOLEAN,
+        method VARCHAR, k_label VARCHAR, images_per_class_requested INTEGER, images_per_class INTEGER,
+        k_capped BOOLEAN, seed INTEGER, resolution INTEGER, n_classes INTEGER, n_train INTEGER, n_val INTEGER,
+        n_test INTEGER, accuracy DOUBLE, balanced_accuracy DOUBLE, macro_f1 DOUBLE, hyperparams VARCHAR,
+        n_trials INTEGER, extract_s DOUBLE, fit_s DOUBLE, eval_s DOUBLE, total_s DOUBLE, warmup_s DOUBLE,
+        extract_energy_j DOUBLE, fit_energy_j DOUBLE, eval_energy_j DOUBLE, energy_j DOUBLE,
+        energy_source VARCHAR, images_processed BIGINT, peak_memory_mb DOUBLE, device_type VARCHAR,
+        hardware_id VARCHAR, extraction_id VARCHAR, spec VARCHAR, python_version VARCHAR, torch_version VARCHAR,
+        timm_version VARCHAR, sklearn_version VARCHAR, numpy_version VARCHAR, cuda_version VARCHAR,
+        git_commit VARCHAR, started_at VARCHAR, finished_at VARCHAR""",
+    "trials": """
+        run_id VARCHAR, trial_index INTEGER, learning_rate DOUBLE, steps_planned INTEGER, steps_run INTEGER,
+        best_step INTEGER, val_accuracy DOUBLE, val_loss DOUBLE, test_accuracy DOUBLE,
+        test_balanced_accuracy DOUBLE, test_macro_f1 DOUBLE, fit_s DOUBLE, eval_s DOUBLE, energy_j DOUBLE,
+        images_processed BIGINT, selected BOOLEAN, PRIMARY KEY (run_id, trial_index)""",
+    "datasets": """
+        name VARCHAR PRIMARY KEY, domain VARCHAR, n_classes INTEGER, class_names VARCHAR, channels INTEGER,
+        native_size VARCHAR, licence VARCHAR, source VARCHAR, split VARCHAR, split_seed INTEGER,
+        n_train_pool INTEGER, n_test INTEGER, n_skipped_corrupt INTEGER, skipped_files VARCHAR""",
+    "backbones": """
+        name VARCHAR PRIMARY KEY, timm_arch VARCHAR, pretrained BOOLEAN, params BIGINT, weights_sha256 VARCHAR,
+        package VARCHAR, native_resolution INTEGER""",
+    "hardware": """
+        hardware_id VARCHAR PRIMARY KEY, cpu_model VARCHAR, cpu_count INTEGER, torch_threads INTEGER,
+        memory_gb DOUBLE, gpu_model VARCHAR, gpu_count INTEGER, gpu_memory_gb DOUBLE, device_type VARCHAR""",
+    "extractions": """
+        extraction_id VARCHAR PRIMARY KEY, dataset VARCHAR, backbone VARCHAR, resolution INTEGER,
+        n_images INTEGER, seconds DOUBLE, energy_j DOUBLE, energy_source VARCHAR, warmup_s DOUBLE,
+        peak_memory_mb DOUBLE, images_per_s DOUBLE, hardware_id VARCHAR, created_at VARCHAR""",
+    "failures": """
+        run_id VARCHAR, spec VARCHAR, error VARCHAR, failed_at VARCHAR""",
+}
+# A run's record: the run row plus the rows it references; dimension rows are upserted, run rows never replaced.
+RECORD_TABLES = {"run": "runs", "dataset": "datasets", "backbone": "backbones", "hardware": "hardware",
+                 "extraction": "extractions"}
+COLUMNS = {table: [part.split()[0] for part in ddl.replace("\n", " ").split(",")
+                   if part.split() and not part.split()[0].startswith(("PRIMARY", "trial_index)"))]
+           for table, ddl in SCHEMA.items()}
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used (in use by another process, unwritable, malformed record)."""
+
+
+def _check_record(record: dict) -> None:
+    if not isinstance(record, dict) or not isinstance(record.get("run"), dict):
+        raise StoreError("not a run record (no 'run' object)")
+    missing = {"run_id", "dataset", "method", "accuracy"} - set(record["run"])
+    if missing:
+        raise StoreError(f"run record lacks {sorted(missing)}")
+    for key, table in RECORD_TABLES.items():
+        row = record.get(key)
+        if row is not None and not set(row) <= set(COLUMNS[table]):
+            raise StoreError(f"unknown {table} columns {sorted(set(row) - set(COLUMNS[table]))}")
+    for trial in record.get("trials", []):
+        if not set(trial) <= set(COLUMNS["trials"]):
+            raise StoreError(f"unknown trials columns {sorted(set(trial) - set(COLUMNS['trials']))}")
+
+
+class DuckStore:
+    """DuckDB file; a connection is held only while reading or writing, so readers (the app) get turns."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB, lock_timeout_s: float = 60.0):
+        import duckdb
+
+        self._duckdb = duckdb
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create {self.path.parent}: {error.strerror}") from None
+        with self._connect() as con:
+            for table, ddl in SCHEMA.items():
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({ddl})")
+
+    def _connect(self):
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                return self._duckdb.connect(str(self.path))
+            except self._duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open {self.path} for writing: {error}. Is another study.run "
+                                     "writing to it? Only one process may write at a time.") from None
+                time.sleep(0.2)
+
+    def stored_run_ids(self) -> set[str]:
+        with self._connect() as con:
+            return {row[0] for row in con.execute("SELECT run_id FROM runs").fetchall()}
+
+    @staticmethod
+    def _insert(con, table: str, row: dict, mode: str) -> None:
+        columns = [c for c in COLUMNS[table] if c in row]  # names from our schema only, values parameterised
+        placeholders = ", ".join("?" for _ in columns)
+        con.execute(f"INSERT {mode} INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",
+                    [row[c] for c in columns])
+
+    def write(self, record: dict) -> bool:
+        """Store one run and its trials in one transaction; False if the run_id was already stored."""
+        _check_record(record)
+        with self._connect() as con:
+            try:
+                con.execute("BEGIN TRANSACTION")
+                exists = con.execute("SELECT 1 FROM runs WHERE run_id = ?", [record["run"]["run_id"]]).fetchone()
+                if exists:
+                    con.execute("ROLLBACK")
+                    return False
+                for key, table in RECORD_TABLES.items():
+                    if record.get(key) is not None:
+                        self._insert(con, table, record[key], "OR IGNORE" if key == "run" else "OR REPLACE")
+                for trial in record.get("trials", []):
+                    self._insert(con, "trials", trial, "OR IGNORE")
+                con.execute("COMMIT")
+                return True
+            except self._duckdb.Error as error:
+                con.execute("ROLLBACK")
+                raise StoreError(f"could not store run {record['run']['run_id']}: {error}") from None
+
+    def record_failure(self, run_id: str, spec: dict, error: str, failed_at: str) -> None:
+        with self._connect() as con:
+            con.execute("INSERT INTO failures VALUES (?, ?, ?, ?)", [run_id, json.dumps(spec), error, failed_at])
+
+
+class FileStore:
+    """One JSON file per run (written atomically), for machines without duckdb."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create {self.folder}: {error.strerror}") from None
+
+    def stored_run_ids(self) -> set[str]:
+        return {p.stem for p in self.folder.glob("*.json")}
+
+    def _write_json(self, name: str, payload: dict) -> None:
+        partial = self.folder / f".{name}.partial"
+        try:
+            partial.write_text(json.dumps(payload))
+            os.replace(partial, self.folder / name)
+        except OSError as error:
+            raise StoreError(f"cannot write results to {self.folder}: {error.strerror}") from None
+
+    def write(self, record: dict) -> bool:
+        _check_record(record)
+        run_id = record["run"]["run_id"]
+        if (self.folder / f"{run_id}.json").exists():
+            return False
+        self._write_json(f"{run_id}.json", record)
+        return True
+
+    def record_failure(self, run_id: str, spec: dict, error: str, failed_at: str) -> None:
+        self._write_json(f"{run_id}.failed", {"run_id": run_id, "spec": spec, "error": error, "failed_at": failed_at})
+
+
+def open_store(db: str | Path | None, results_dir: str | Path | None = None):
+    """DuckDB when duckdb is importable and no results folder was asked for, else JSON result files."""
+    if results_dir is None:
+        try:
+            import duckdb  # noqa: F401
+        except ImportError:
+            results_dir = Path(db or DEFAULT_DB).parent / "results"
+            log.warning("duckdb is not installed: writing result files to %s (ingest them later)", results_dir)
+    return FileStore(results_dir) if results_dir is not None else DuckStore(db or DEFAULT_DB)
+
+
+def ingest(paths: list[str | Path], db: str | Path = DEFAULT_DB) -> dict:
+    """Load result files (or folders of them) into DuckDB; already stored runs are skipped, bad files named."""
+    store = DuckStore(db)
+    files: list[Path] = []
+    for path in map(Path, paths):
+        files.extend(sorted(path.glob("*.json")) if path.is_dir() else [path])
+    report = {"ingested": 0, "already_stored": 0, "rejected": {}}
+    for file in files:
+        try:
+            record = json.loads(file.read_text())
+            stored = store.write(record)
+        except (OSError, ValueError, StoreError) as error:
+            report["rejected"][str(file)] = str(error)[:300]
+            log.error("rejected %s: %s", file, error)
+            continue
+        report["ingested" if stored else "already_stored"] += 1
+    return report

@@ -1,0 +1,137 @@
+"""The grid runner end to end: storage, provenance, resume after a kill, bad input at the command line."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from study.run import main
+from study.store import DuckStore, FileStore, ingest
+from tests.conftest import TEST_RESOLUTION
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY_GRID = textwrap.dedent(f"""
+    [tiny]
+    resolution = {TEST_RESOLUTION}
+    [[tiny.blocks]]
+    datasets = ["flowers5", "neu_steel_defects"]
+    backbones = ["mobilenetv2_100"]
+    images_per_class = [1, 2, 5, 10]
+    methods = ["fe_linear", "fe_fne"]
+    seeds = [0, 1, 2]
+    [capped]
+    resolution = {TEST_RESOLUTION}
+    [[capped.blocks]]
+    datasets = ["dtd_textures10"]
+    backbones = ["mobilenetv2_100"]
+    images_per_class = [100]
+    methods = ["fe_linear"]
+    seeds = [0]
+""")
+TINY_RUNS = 2 * 4 * 2 * 3
+
+
+@pytest.fixture(scope="module")
+def grid_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("grid") / "grids.toml"
+    path.write_text(TINY_GRID)
+    return path
+
+
+def _run_ids(db):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return [row[0] for row in con.execute("SELECT run_id FROM runs").fetchall()]
+
+
+def test_killed_grid_resumes_without_losing_or_duplicating_runs(tmp_path, grid_file):
+    db = tmp_path / "study.duckdb"
+    log = tmp_path / "study.log"
+    command = [sys.executable, "-m", "study.run", "--grid", "tiny", "--grid-file", str(grid_file), "--db", str(db),
+               "--log-file", str(log), "--no-progress", "--threads", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.exists() and log.read_text().count("stored run") >= 6:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the grid finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    stored_before = len(_run_ids(db))
+    assert 6 <= stored_before < TINY_RUNS
+    assert subprocess.run(command, cwd=ROOT, capture_output=True).returncode == 0
+    run_ids = _run_ids(db)
+    assert len(run_ids) == len(set(run_ids)) == TINY_RUNS
+    assert subprocess.run(command, cwd=ROOT, capture_output=True).returncode == 0  # nothing left: no-op
+    assert len(_run_ids(db)) == TINY_RUNS
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM failures").fetchone()[0] == 0
+        empty = con.execute("""SELECT count(*) FROM runs WHERE accuracy IS NULL OR git_commit IS NULL
+                               OR hardware_id IS NULL OR torch_version IS NULL OR started_at IS NULL""").fetchone()
+        assert empty[0] == 0
+        sources = con.execute("SELECT DISTINCT energy_source FROM runs").fetchall()
+        assert sources == [("estimated",)]
+        assert con.execute("SELECT count(*) FROM hardware").fetchone()[0] == 1
+
+
+def test_k_larger_than_the_pool_is_capped_and_recorded(tmp_path, grid_file):
+    db = tmp_path / "study.duckdb"
+    assert main(["--grid", "capped", "--grid-file", str(grid_file), "--db", str(db), "--no-progress",
+                 "--log-file", str(tmp_path / "log")]) == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        row = con.execute("SELECT images_per_class_requested, images_per_class, k_capped FROM runs").fetchone()
+    assert row == (100, 80, True)  # dtd_textures10 has 80 training images per class
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "tiny", "--datasets", "x"], "select no runs"),
+    (["--grid", "nope"], "unknown grid 'nope'"),
+    (["--grid", "tiny", "--db", "/proc/forbidden/db.duckdb"], "cannot create"),
+])
+def test_bad_command_lines_get_a_clear_message(args, message, grid_file, capsys):
+    assert main(["--grid-file", str(grid_file), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_names_in_a_grid_file_are_refused_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_GRID.replace('backbones = ["mobilenetv2_100"]', 'backbones = ["vgg16"]', 1))
+    assert main(["--grid", "tiny", "--grid-file", str(bad), "--db", str(tmp_path / "db")]) == 2
+    assert "unknown backbone 'vgg16'" in capsys.readouterr().err
+    bad.write_text(TINY_GRID.replace('"flowers5"', '"cifar10"'))
+    assert main(["--grid", "tiny", "--grid-file", str(bad), "--db", str(tmp_path / "db")]) == 2
+    assert "unknown dataset 'cifar10'" in capsys.readouterr().err
+
+
+def test_plan_lists_only_runs_not_yet_stored(tmp_path, grid_file, capsys):
+    db = tmp_path / "study.duckdb"
+    assert main(["--grid", "tiny", "--grid-file", str(grid_file), "--db", str(db), "--plan"]) == 0
+    assert f"{TINY_RUNS} runs to do" in capsys.readouterr().out
+    assert main(["--grid", "tiny", "--grid-file", str(grid_file), "--db", str(db), "--max-runs", "3",
+                 "--no-progress", "--log-file", str(tmp_path / "log")]) == 0
+    capsys.readouterr()
+    assert main(["--grid", "tiny", "--grid-file", str(grid_file), "--db", str(db), "--plan"]) == 0
+    assert f"{TINY_RUNS - 3} runs to do (3 of {TINY_RUNS} already stored)" in capsys.readouterr().out
+
+
+def test_result_files_ingest_idempotently_and_malformed_files_are_rejected_by_name(tmp_path, grid_file):
+    results = tmp_path / "results"
+    assert main(["--grid", "tiny", "--grid-file", str(grid_file), "--results-dir", str(results), "--max-runs", "4",
+                 "--no-progress", "--log-file", str(tmp_path / "log")]) == 0
+    assert len(FileStore(results).stored_run_ids()) == 4
+    (results / "broken.json").write_text('{"run": {"run_id": "x"')
+    (results / "alien.json").write_text('{"run": {"run_id": "y", "dataset": "d", "method": "m", "accuracy": 1,'
+                                        ' "drop_table": 1}}')
+    db = tmp_path / "study.duckdb"
+    report = ingest([results], db)
+    assert report["ingested"] == 4 and set(map(lambda p: Path(p).name, report["rejected"])) == {"broken.json",
+                                                                                               "alien.json"}
+    again = ingest([results], db)
+    assert again["ingested"] == 0 and again["already_stored"] == 4
+    assert len(DuckStore(db).stored_run_ids()) == 4
