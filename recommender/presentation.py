@@ -1,0 +1,200 @@
+"""How answers, advice and evidence are worded and tabulated for people; shared by the app pages and the PDFs."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, fields
+
+import pandas as pd
+
+from recommender.carbon import REGIONS
+from recommender.hardware import HARDWARE
+
+# What each cost column is: column -> (label, unit).
+COSTS = {
+    "total_usd": ("Money", "USD"),
+    "compute_usd": ("Compute money", "USD"),
+    "time_h": ("Compute time", "h"),
+    "energy_kwh": ("Energy", "kWh"),
+    "co2_kg": ("CO₂", "kg"),
+    "human_hours": ("Human time", "h"),
+}
+# Which questionnaire budget limits which cost column.
+BUDGET_COLUMNS = {"budget_money_usd": "total_usd", "budget_energy_kwh": "energy_kwh", "budget_co2_kg": "co2_kg",
+                  "budget_wall_time_h": "time_h", "budget_human_hours": "human_hours"}
+QUESTION_LABELS = {
+    "n_classes": "Classes",
+    "images_per_class": "Labelled images per class",
+    "domain": "Image domain",
+    "image_size_px": "Typical image size (shorter side, px)",
+    "colour": "Colour images",
+    "hardware": "Hardware",
+    "region": "Electricity grid region",
+    "budget_money_usd": "Money budget (USD, compute + labour)",
+    "budget_energy_kwh": "Energy budget (kWh)",
+    "budget_co2_kg": "CO₂ budget (kg)",
+    "budget_wall_time_h": "Compute wall-time budget (h)",
+    "budget_human_hours": "Human-time budget (h)",
+    "accuracy_weight": "Accuracy vs cost weight (1 = accuracy only)",
+    "probe_accuracy": "Measured linear-probe accuracy on your images",
+}
+ASSUMPTION_LABELS = {
+    "pue": "Power usage effectiveness (PUE)",
+    "price_usd_per_h": "Hardware price (USD per hour)",
+    "grid_gco2_per_kwh": "Grid carbon intensity (gCO₂ per kWh)",
+    "hourly_rate_usd": "Engineer hourly rate (USD)",
+    "setup_hours_fe": "Set-up hours, feature extraction",
+    "setup_hours_ft": "Set-up hours, fine-tuning",
+    "hours_per_trial": "Human hours per fine-tuning trial",
+    "ft_trials": "Fine-tuning trials",
+}
+ENERGY_SOURCES = {
+    "estimated": "estimated, not measured: CPU power model of 10 W per busy thread x threads x wall time",
+    "nvml": "measured: NVIDIA NVML total-energy counter of the GPU",
+}
+
+
+def family(method: str) -> str:
+    return "fine-tuning" if str(method).startswith("ft") else "feature extraction"
+
+
+def cost_label(column: str) -> str:
+    label, unit = COSTS[column]
+    return f"{label} ({unit})"
+
+
+def format_number(value) -> str:
+    """Three significant digits, thousands separated; empty for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if value != 0 and abs(value) < 0.001:
+        return f"{value:.2e}"
+    return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def format_interval(low: float, median: float, high: float) -> str:
+    return f"{median:.1%} (80% interval {low:.1%} to {high:.1%})"
+
+
+def describe_answer(name: str, value) -> str:
+    if value is None:
+        return "not set"
+    if name == "hardware":
+        return HARDWARE[value].name
+    if name == "region":
+        return REGIONS[value].name
+    if name == "colour":
+        return "yes" if value else "no (greyscale)"
+    if name == "probe_accuracy":
+        return f"{value:.1%}"
+    return format_number(value)
+
+
+def answers_table(questionnaire) -> pd.DataFrame:
+    """The questionnaire as (question, answer) rows."""
+    return pd.DataFrame([{"question": QUESTION_LABELS.get(name, name), "answer": describe_answer(name, value)}
+                         for name, value in asdict(questionnaire).items()])
+
+
+def recommended_row(advice) -> pd.Series:
+    return advice.options.loc[advice.options["option"] == advice.recommended].iloc[0]
+
+
+def budget_checks(advice) -> pd.DataFrame:
+    """Per budget the user set: the recommended option's cost, the limit and whether it passes."""
+    row = recommended_row(advice)
+    checks = []
+    for name, limit in advice.questionnaire.budgets.items():
+        column = BUDGET_COLUMNS[name]
+        checks.append({"budget": QUESTION_LABELS[name], "cost": cost_label(column), "predicted": float(row[column]),
+                       "limit": float(limit), "passes": name not in list(row["violations"])})
+    return pd.DataFrame(checks, columns=["budget", "cost", "predicted", "limit", "passes"])
+
+
+def options_table(options: pd.DataFrame) -> pd.DataFrame:
+    """Every option with its accuracy interval and costs, formatted for reading (most accurate first)."""
+    ordered = options.sort_values("acc_median", ascending=False)
+    return pd.DataFrame({
+        "option": ordered["option"],
+        "accuracy": [format_interval(r.acc_low, r.acc_median, r.acc_high) for r in ordered.itertuples()],
+        **{cost_label(column): ordered[column].map(format_number) for column in
+           ("total_usd", "time_h", "energy_kwh", "co2_kg", "human_hours")},
+        "within budgets": ordered["feasible"].map({True: "yes", False: "no"}),
+        "Pareto": ordered["pareto"].map({True: "yes", False: ""}),
+        "cost basis": ordered["cost_basis"],
+    }).reset_index(drop=True)
+
+
+def assumptions_table(assumptions, defaults, sources: dict[str, str]) -> pd.DataFrame:
+    """Each assumption's value in use, its default and where the default comes from."""
+    rows = []
+    for item in fields(assumptions):
+        value, default = getattr(assumptions, item.name), getattr(defaults, item.name)
+        rows.append({"assumption": ASSUMPTION_LABELS.get(item.name, item.name),
+                     "value": format_number(value) if value is not None else "default",
+                     "default": format_number(default) if default is not None else _automatic(item.name),
+                     "source": sources.get(item.name, "")})
+    return pd.DataFrame(rows)
+
+
+def _automatic(name: str) -> str:
+    return {"price_usd_per_h": "hardware's price", "grid_gco2_per_kwh": "region's intensity",
+            "ft_trials": "from the evidence"}.get(name, "automatic")
+
+
+def hardware_descriptions(hardware: pd.DataFrame) -> dict[str, str]:
+    """hardware_id -> a readable machine description (GPU model, else CPU model and cores)."""
+    described = {}
+    for row in hardware.itertuples():
+        if isinstance(row.gpu_model, str) and row.gpu_model:
+            described[row.hardware_id] = f"{row.gpu_model} (x{row.gpu_count})"
+        else:
+            described[row.hardware_id] = f"{row.cpu_model}, {row.cpu_count} cores, {row.memory_gb:.0f} GB"
+    return described
+
+
+def evidence_summary(tables: dict) -> dict[str, str]:
+    """The evidence in a few labelled lines: what was measured, where, when and how energy was obtained."""
+    runs = tables["runs"]
+    machines = hardware_descriptions(tables["hardware"]) if not tables["hardware"].empty else {}
+    energy = runs["energy_source"].value_counts()
+    return {
+        "Runs": f"{len(runs):,}",
+        "Datasets": ", ".join(sorted(runs["dataset"].unique())),
+        "Backbones": ", ".join(sorted(runs["backbone"].unique())),
+        "Methods": ", ".join(sorted(runs["method"].unique())),
+        "Images per class": f"{runs['images_per_class'].min():,} to {runs['images_per_class'].max():,}",
+        "Grids": ", ".join(f"{grid} ({count})" for grid, count in runs["grid"].value_counts().items()),
+        "Hardware": "; ".join(machines.get(h, h) for h in runs["hardware_id"].unique()),
+        "Measured": f"{str(runs['started_at'].min())[:16]} to {str(runs['finished_at'].max())[:16]} (UTC)",
+        "Energy": "; ".join(f"{count} runs {ENERGY_SOURCES.get(source, source)}" for source, count in energy.items()),
+    }
+
+
+def software_versions(runs: pd.DataFrame) -> pd.DataFrame:
+    """Distinct software stacks the runs were measured with, and how many runs each."""
+    columns = ["python_version", "torch_version", "timm_version", "sklearn_version", "numpy_version",
+               "cuda_version"]
+    return runs.fillna({c: "" for c in columns}).groupby(columns, as_index=False).agg(runs=("run_id", "count"))
+
+
+def commits(runs: pd.DataFrame) -> pd.DataFrame:
+    """The code versions (git commits) that produced the runs, with their run counts and dates."""
+    return (runs.groupby("git_commit", as_index=False)
+            .agg(runs=("run_id", "count"), first_run=("started_at", "min"), last_run=("finished_at", "max"))
+            .sort_values("first_run"))
+
+
+def grid_coverage(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per grid and dataset: the backbones, methods, k values and seeds measured."""
+    return (runs.groupby(["grid", "dataset"], as_index=False)
+            .agg(runs=("run_id", "count"), backbones=("backbone", "nunique"), methods=("method", "nunique"),
+                 k_values=("images_per_class", "nunique"), seeds=("seed", "nunique"),
+                 resolution_px=("resolution", "max")))
+
+
+def energy_sources(runs: pd.DataFrame) -> pd.DataFrame:
+    counts = runs.groupby(["device_type", "energy_source"], as_index=False).agg(runs=("run_id", "count"))
+    counts["meaning"] = counts["energy_source"].map(lambda source: ENERGY_SOURCES.get(source, source))
+    return counts

@@ -1,0 +1,69 @@
+"""Task descriptors shared by evidence and questionnaire: what the accuracy model knows about a dataset."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from recommender.questionnaire import DOMAINS, Questionnaire
+
+# Keywords in a dataset's recorded domain -> the questionnaire's domain groups.
+DOMAIN_KEYWORDS = {
+    "remote sensing": ("remote sensing", "aerial", "satellite"),
+    "textures": ("texture",),
+    "medical": ("medical", "mri", "x-ray", "histolog", "derm"),
+    "industrial inspection": ("industrial", "defect", "steel", "solar"),
+    "handwriting / digits": ("handwrit", "digit"),
+    "product photos": ("product", "fashion"),
+    "natural objects": ("natural", "flower", "animal", "bird", "object"),
+}
+FEATURES = ["log2_k", "log2_classes", "grey", "native_px", "resolution", "domain", "method", "backbone"]
+
+
+def domain_group(recorded_domain: str) -> str:
+    text = (recorded_domain or "").lower()
+    for group, keywords in DOMAIN_KEYWORDS.items():
+        if any(word in text for word in keywords):
+            return group
+    return "other"
+
+
+def native_px(native_size: str) -> float:
+    """Shorter side of a recorded native size like '300x300' or '160x160 (1960), ...'; 160 when unknown."""
+    sizes = [(int(a), int(b)) for a, b in re.findall(r"(\d+)x(\d+)", native_size or "")]
+    return float(min(sizes[0])) if sizes else 160.0
+
+
+def dataset_descriptors(datasets: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset: its domain group, class count, colour and native size."""
+    return pd.DataFrame({
+        "dataset": datasets["name"],
+        "domain": datasets["domain"].map(domain_group),
+        "n_classes": datasets["n_classes"].astype(int),
+        "grey": (datasets["channels"] == 1).astype(int),
+        "native_px": datasets["native_size"].map(native_px),
+    }).reset_index(drop=True)
+
+
+def design_matrix(frame: pd.DataFrame) -> pd.DataFrame:
+    """Model features from rows holding images_per_class, n_classes, grey, native_px, resolution, domain,
+    method and backbone (and optionally probe_accuracy)."""
+    x = pd.DataFrame({
+        "log2_k": np.log2(frame["images_per_class"].astype(float)),
+        "log2_classes": np.log2(frame["n_classes"].astype(float)),
+        "grey": frame["grey"].astype(float),
+        "native_px": frame["native_px"].astype(float),
+        "resolution": frame["resolution"].astype(float),
+        "domain": pd.Categorical(frame["domain"], categories=DOMAINS),
+        "method": pd.Categorical(frame["method"], categories=["fe_linear", "fe_fne", "ft_full", "ft_partial"]),
+        "backbone": pd.Categorical(frame["backbone"]),
+    }, index=frame.index)
+    if "probe_accuracy" in frame:
+        x["probe_accuracy"] = frame["probe_accuracy"].astype(float)
+    return x
+
+
+def questionnaire_descriptor(q: Questionnaire) -> dict:
+    return {"domain": q.domain, "n_classes": q.n_classes, "grey": int(not q.colour),
+            "native_px": float(q.image_size_px)}
