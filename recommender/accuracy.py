@@ -1,6 +1,6 @@
 """Accuracy model: predicts accuracy(k) of every option for a described task, with an 80% interval.
 
-A gradient-boosted median model over task features (monotone increasing in k and in the probe accuracy), fitted
+A gradient-boosted model over task features (monotone increasing in k and in the probe accuracy), fitted
 on the evidence aggregated over seeds. Intervals are leave-one-dataset-out conformal: the 80th percentile of the
 errors the model makes on datasets it has not seen, per range of k, so they reflect what a new task looks like.
 """
@@ -57,7 +57,7 @@ class AccuracyModel:
 
     def _regressor(self, columns) -> HistGradientBoostingRegressor:
         monotone = {"log2_k": 1, **({"probe_accuracy": 1} if "probe_accuracy" in columns else {})}
-        return HistGradientBoostingRegressor(loss="absolute_error", max_iter=150, learning_rate=0.08,
+        return HistGradientBoostingRegressor(loss="squared_error", max_iter=150, learning_rate=0.08,
                                              max_leaf_nodes=15, min_samples_leaf=4, monotonic_cst=monotone,
                                              categorical_features="from_dtype", random_state=self.random_state)
 

@@ -1,0 +1,177 @@
+"""Guidelines derived from the evidence, each with the numbers behind it.
+
+``python -m recommender.guidelines`` regenerates data/GUIDELINES.md from the DuckDB; the app prints the same list.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recommender.accuracy import evidence_rows
+from recommender.costs import tuning_curve
+from recommender.evidence import DEFAULT_DB, load_tables
+
+OUTPUT = Path(__file__).resolve().parent.parent / "data" / "GUIDELINES.md"
+
+
+@dataclass
+class Guideline:
+    title: str
+    statement: str
+    numbers: dict = field(default_factory=dict)
+
+
+def _best_per_family(rows: pd.DataFrame) -> pd.DataFrame:
+    """Best FE and best FT mean accuracy per (dataset, domain, k, resolution)."""
+    rows = rows.assign(family=np.where(rows["method"].str.startswith("fe_"), "FE", "FT"),
+                       k=rows["images_per_class"].round().astype(int))
+    best = rows.groupby(["dataset", "domain", "k", "resolution", "family"])["accuracy"].max().unstack("family")
+    return best.dropna().reset_index() if {"FE", "FT"} <= set(best.columns) else pd.DataFrame()
+
+
+def crossover_by_domain(rows: pd.DataFrame) -> Guideline:
+    best = _best_per_family(rows)
+    if best.empty:
+        return Guideline("When fine-tuning overtakes extraction", "No dataset has both FE and FT runs yet.")
+    numbers, parts = {}, []
+    for domain, group in best.groupby("domain"):
+        by_k = group.groupby("k")[["FE", "FT"]].mean()
+        gaps = (100 * (by_k["FT"] - by_k["FE"])).round(1)
+        ahead = [k for k in by_k.index if all(gaps.loc[gaps.index >= k] > 0)]
+        numbers[domain] = {"FT minus FE (points) by k": gaps.to_dict(), "crossover k": ahead[0] if ahead else None,
+                           "datasets": sorted(group["dataset"].unique())}
+        parts.append(f"{domain}: FT ahead from k={ahead[0]}" if ahead else
+                     f"{domain}: FE at least as good up to k={int(by_k.index.max())}")
+    return Guideline("When fine-tuning overtakes extraction",
+                     "Per domain, the smallest measured k from which the best fine-tuning beats the best feature "
+                     "extraction at every larger measured k — " + "; ".join(parts) + ".", numbers)
+
+
+def cost_ratios(runs: pd.DataFrame) -> Guideline:
+    keys = ["dataset", "backbone", "k_label", "resolution", "device_type", "seed"]
+    fe = runs[runs["method"] == "fe_linear"].set_index(keys)
+    ft = runs[runs["method"] == "ft_full"].set_index(keys)
+    both = fe[["total_s", "energy_j"]].join(ft[["total_s", "energy_j"]], suffixes=("_fe", "_ft"),
+                                             how="inner")
+    if both.empty:
+        return Guideline("What fine-tuning costs", "No matched FE/FT runs yet.")
+    time_ratio = both["total_s_ft"] / both["total_s_fe"]
+    energy_ratio = both["energy_j_ft"] / both["energy_j_fe"]
+    devices = sorted(both.index.get_level_values("device_type").unique())
+    sources = sorted(runs.loc[runs["method"].isin(["fe_linear", "ft_full"]), "energy_source"].unique())
+    numbers = {"matched runs": len(both), "time ratio median": round(float(time_ratio.median()), 1),
+               "time ratio range": [round(float(time_ratio.min()), 1), round(float(time_ratio.max()), 1)],
+               "energy ratio median": round(float(energy_ratio.median()), 1), "devices": devices,
+               "energy sources": sources}
+    note = " (CPU energy is an estimate from a stated power model)" if "estimated" in sources else ""
+    return Guideline("What fine-tuning costs",
+                     f"Fine-tuning (ft_full, all learning-rate trials) took a median {numbers['time ratio median']}× "
+                     f"the wall time and {numbers['energy ratio median']}× the energy of extraction + logistic "
+                     f"regression on the same data ({len(both)} matched runs on {', '.join(devices)}){note}.",
+                     numbers)
+
+
+def fne_vs_linear(rows: pd.DataFrame) -> Guideline:
+    keys = ["dataset", "backbone", "k_label", "resolution"]
+    lin = rows[rows["method"] == "fe_linear"].set_index(keys)["accuracy"]
+    fne = rows[rows["method"] == "fe_fne"].set_index(keys)["accuracy"]
+    both = pd.concat({"linear": lin, "fne": fne, "k": rows[rows["method"] == "fe_fne"].set_index(keys)[
+        "images_per_class"]}, axis=1).dropna()
+    if both.empty:
+        return Guideline("Full-Network Embedding or a linear probe", "No matched FE runs yet.")
+    both["bucket"] = pd.cut(both["k"], [0, 5, 50, np.inf], labels=["k<=5", "5<k<=50", "k>50"])
+    numbers = {}
+    for bucket, group in both.groupby("bucket", observed=True):
+        numbers[str(bucket)] = {"FNE win rate": round(float((group["fne"] > group["linear"]).mean()), 2),
+                                "mean gain (points)": round(float(100 * (group["fne"] - group["linear"]).mean()), 1),
+                                "cases": len(group)}
+    parts = [f"{b}: FNE wins {v['FNE win rate']:.0%} of {v['cases']} cases ({v['mean gain (points)']:+.1f} points)"
+             for b, v in numbers.items()]
+    return Guideline("Full-Network Embedding or a linear probe",
+                     "Ternarised multi-layer features against pooled features with a tuned logistic regression — "
+                     + "; ".join(parts) + ".", numbers)
+
+
+def partial_vs_full(rows: pd.DataFrame) -> Guideline | None:
+    keys = ["dataset", "backbone", "k_label", "resolution"]
+    full = rows[rows["method"] == "ft_full"].set_index(keys)["accuracy"]
+    partial = rows[rows["method"] == "ft_partial"].set_index(keys)["accuracy"]
+    both = pd.concat({"full": full, "partial": partial}, axis=1).dropna()
+    if both.empty:
+        return None
+    win = float((both["partial"] > both["full"]).mean())
+    gain = float(100 * (both["partial"] - both["full"]).mean())
+    return Guideline("Partial or full fine-tuning",
+                     f"Freezing the first half of the network beat full fine-tuning in {win:.0%} of {len(both)} "
+                     f"matched cases ({gain:+.1f} points on average).",
+                     {"partial win rate": round(win, 2), "mean gain (points)": round(gain, 1), "cases": len(both)})
+
+
+def tuning_cost(trials: pd.DataFrame) -> Guideline:
+    curve = tuning_curve(trials)
+    if curve.empty:
+        return Guideline("What tuning costs", "No fine-tuning trials yet.")
+    lost = {int(n): round(float(100 * v), 1) for n, v in zip(curve["n_trials"], curve["accuracy_vs_full_grid"])}
+    full = int(curve["n_trials"].max())
+    return Guideline("What tuning costs",
+                     f"Trying one learning rate instead of {full} lost {-lost[1]:.1f} accuracy points on average "
+                     f"(the choice made on validation, scored on test; {int(curve['runs'].iloc[0])} fine-tuning runs); "
+                     f"each extra trial costs a full training run.",
+                     {"points vs full grid by trials": lost, "runs": int(curve["runs"].iloc[0])})
+
+
+def transfer_gain(runs: pd.DataFrame) -> Guideline | None:
+    random_init = runs[~runs["pretrained"]]
+    if random_init.empty:
+        return None
+    base = random_init.assign(backbone=random_init["backbone"].str.removesuffix("_random_init"))
+    keys = ["dataset", "backbone", "method", "k_label", "resolution", "seed"]
+    joined = base.set_index(keys)[["accuracy"]].join(runs[runs["pretrained"]].set_index(keys)[["accuracy"]],
+                                                      suffixes=("_random", "_pretrained"), how="inner")
+    if joined.empty:
+        return None
+    gain = 100 * (joined["accuracy_pretrained"] - joined["accuracy_random"])
+    return Guideline("Why transfer at all",
+                     f"ImageNet weights beat the same network with random weights by {gain.mean():.1f} points on "
+                     f"average (in {(gain > 0).mean():.0%} of {len(gain)} matched runs).",
+                     {"mean gain (points)": round(float(gain.mean()), 1), "win rate": round(float((gain > 0).mean()), 2),
+                      "cases": len(gain)})
+
+
+def derive(tables: dict) -> list[Guideline]:
+    rows = evidence_rows(tables)
+    found = [crossover_by_domain(rows), cost_ratios(tables["runs"]), fne_vs_linear(rows), partial_vs_full(rows),
+             tuning_cost(tables["trials"]), transfer_gain(tables["runs"])]
+    return [g for g in found if g is not None]
+
+
+def to_markdown(guidelines: list[Guideline], tables: dict) -> str:
+    runs = tables["runs"]
+    lines = ["# Guidelines derived from the evidence", "",
+             f"Generated by `python -m recommender.guidelines` from {len(runs)} runs over "
+             f"{runs['dataset'].nunique()} datasets (last run {runs['finished_at'].max()}).", ""]
+    for number, guideline in enumerate(guidelines, 1):
+        lines += [f"## {number}. {guideline.title}", "", guideline.statement, ""]
+        for key, value in guideline.numbers.items():
+            lines.append(f"- {key}: {value}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Regenerate data/GUIDELINES.md from the evidence.")
+    parser.add_argument("--db", default=str(DEFAULT_DB))
+    parser.add_argument("--out", default=str(OUTPUT))
+    args = parser.parse_args(argv)
+    tables = load_tables(args.db)
+    Path(args.out).write_text(to_markdown(derive(tables), tables))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""The recommender on the shipped evidence (data/study.duckdb): behaviour the advice must always have."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.accuracy import AccuracyModel, evidence_rows
+from recommender.advise import Advisor, pareto_front
+from recommender.carbon import REGIONS, co2_kg
+from recommender.costs import Assumptions, tuning_curve, trials_needed
+from recommender.curves import fit_curve, power_law
+from recommender.evidence import EvidenceError, load_tables
+from recommender.guidelines import derive
+from recommender.questionnaire import Questionnaire, QuestionnaireError
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return load_tables()
+
+
+@pytest.fixture(scope="module")
+def advisor(tables):
+    return Advisor().fit(tables)
+
+
+def test_predicted_accuracy_never_falls_as_k_grows(advisor):
+    for hardware in ("cpu_2core", "h100"):
+        advice = advisor.advise(Questionnaire(n_classes=6, images_per_class=10, domain="textures", colour=False,
+                                              hardware=hardware))
+        for option, curve in advice.curves.groupby("option"):
+            curve = curve.sort_values("images_per_class")
+            assert np.all(np.diff(curve["acc_median"].to_numpy()) >= -1e-9), option
+            assert np.all(curve["acc_low"] <= curve["acc_median"]) and np.all(curve["acc_median"] <= curve["acc_high"])
+
+
+def test_more_budget_never_yields_a_worse_feasible_choice(advisor):
+    base = dict(n_classes=5, images_per_class=20, hardware="cpu_2core", accuracy_weight=1.0)
+    previous = -math.inf
+    for hours in (2.5, 4, 8, 16, None):
+        advice = advisor.advise(Questionnaire(**base, budget_human_hours=hours))
+        chosen = advice.recommended_row
+        assert chosen["feasible"]
+        assert chosen["acc_median"] >= previous - 1e-12
+        previous = chosen["acc_median"]
+
+
+def test_a_budget_that_excludes_fine_tuning_never_recommends_it(advisor):
+    for k in (1, 5, 20, 100, 1000):
+        advice = advisor.advise(Questionnaire(n_classes=10, images_per_class=k, hardware="cpu_2core",
+                                              accuracy_weight=1.0, budget_human_hours=3))
+        assert not advice.recommended.startswith("ft_"), k
+        ft = advice.options[advice.options["method"].str.startswith("ft_")]
+        assert (~ft["feasible"]).all() and all("human hours" in v for v in ft["violations"])
+
+
+def test_advice_is_reproducible(tables, advisor):
+    q = Questionnaire(n_classes=7, images_per_class=50, domain="remote sensing", hardware="t4", region="FRA",
+                      budget_money_usd=400)
+    first = advisor.advise(q)
+    again = Advisor().fit(tables).advise(q)
+    pd.testing.assert_frame_equal(first.options, again.options)
+    assert first.recommended == again.recommended and first.rationale == again.rationale
+
+
+def test_advice_has_costs_intervals_and_a_rationale_citing_evidence(advisor, tables):
+    advice = advisor.advise(Questionnaire(n_classes=5, images_per_class=20, hardware="cpu_2core",
+                                          budget_wall_time_h=10.0))
+    options = advice.options
+    assert {"fe_linear", "fe_fne", "ft_full"} <= set(options["method"])
+    assert (options[["time_h", "energy_kwh", "co2_kg", "total_usd", "human_hours"]] > 0).all().all()
+    ft = options[options["method"] == "ft_full"].iloc[0]
+    fe = options[(options["method"] == "fe_linear") & (options["backbone"] == ft["backbone"])].iloc[0]
+    assert ft["time_h"] > fe["time_h"] and ft["energy_kwh"] > fe["energy_kwh"]
+    assert options["pareto"].any() and advice.recommended in set(options["option"])
+    datasets = set(tables["runs"]["dataset"])
+    assert any(name in line for line in advice.rationale for name in datasets)
+    assert "estimated" in advice.rationale[-1]  # CPU energy is an estimate and says so
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"n_classes": 1}, "n_classes"), ({"n_classes": 100_000}, "n_classes"), ({"images_per_class": 0}, "images_per_class"),
+    ({"images_per_class": -5}, "images_per_class"), ({"domain": "astrology"}, "domain"),
+    ({"hardware": "tpu_v9"}, "hardware"), ({"region": "Atlantis"}, "region"),
+    ({"budget_money_usd": -1.0}, "budget_money_usd"), ({"budget_co2_kg": float("nan")}, "budget_co2_kg"),
+    ({"accuracy_weight": 1.5}, "accuracy_weight"), ({"probe_accuracy": 2.0}, "probe_accuracy"),
+    ({"image_size_px": 100_000}, "image_size_px"),
+])
+def test_invalid_questionnaires_raise_a_specific_error(advisor, changes, field):
+    with pytest.raises(QuestionnaireError) as error:
+        advisor.advise(Questionnaire(**changes))
+    assert error.value.field == field
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"n_classes": "ten"}, "n_classes"), ({"images_per_class": "inf"}, "images_per_class"),
+    ({"budget_energy_kwh": "NaN"}, "budget_energy_kwh"), ({"colour": "purple"}, "colour"),
+    ({"hardware": "<script>"}, "hardware"),
+])
+def test_shared_links_with_bad_values_raise(params, field):
+    with pytest.raises(QuestionnaireError) as error:
+        Questionnaire.from_query(params)
+    assert error.value.field == field
+
+
+def test_query_parameters_round_trip():
+    q = Questionnaire(n_classes=3, images_per_class=7, colour=False, budget_co2_kg=0.5, probe_accuracy=0.61)
+    assert Questionnaire.from_query(q.to_query()) == q
+
+
+def test_bad_assumptions_raise(advisor):
+    with pytest.raises(ValueError, match="pue"):
+        advisor.advise(Questionnaire(), Assumptions(pue=0.5))
+
+
+def test_assumptions_move_the_costs(advisor):
+    q = Questionnaire(hardware="a100", region="POL")
+    default = advisor.advise(q).options.set_index("option")
+    dearer = advisor.advise(q, Assumptions(price_usd_per_h=30.0, grid_gco2_per_kwh=100.0)).options.set_index("option")
+    assert (dearer["compute_usd"] > default["compute_usd"]).all()
+    assert (dearer["co2_kg"] < default["co2_kg"]).all()  # Poland's grid is dirtier than 100 g/kWh
+
+
+def test_co2_is_energy_times_pue_times_grid_intensity():
+    assert co2_kg(2.0, "FRA", 1.5) == pytest.approx(2.0 * 1.5 * REGIONS["FRA"].grid_gco2_per_kwh / 1000)
+
+
+def test_accuracy_model_fits_fast_and_deterministically(tables):
+    rows = evidence_rows(tables)
+    a, b = AccuracyModel().fit(rows), AccuracyModel().fit(rows)
+    pd.testing.assert_frame_equal(a.predict(rows), b.predict(rows))
+
+
+def test_pareto_front_and_power_law():
+    front = pareto_front(np.array([0.9, 0.8, 0.7, 0.85]), np.array([10.0, 1.0, 5.0, 20.0]))
+    assert front.tolist() == [True, True, False, False]
+    k = np.array([1, 2, 5, 10, 20, 50])
+    ceiling, gap, rate = fit_curve(k, power_law(k, 0.9, 0.5, 0.6), chance=0.1)
+    assert ceiling == pytest.approx(0.9, abs=0.01) and rate == pytest.approx(0.6, abs=0.05)
+
+
+def test_tuning_curve_from_real_trials(tables):
+    curve = tuning_curve(tables["trials"])
+    assert curve["accuracy_vs_full_grid"].iloc[-1] == 0.0
+    assert np.all(np.diff(curve["accuracy_vs_full_grid"]) >= -1e-9)  # more trials never lose in expectation
+    assert 1 <= trials_needed(curve) <= curve["n_trials"].max()
+
+
+def test_guidelines_carry_their_numbers(tables):
+    guidelines = derive(tables)
+    titles = [g.title for g in guidelines]
+    assert "When fine-tuning overtakes extraction" in titles and "What fine-tuning costs" in titles
+    cost = next(g for g in guidelines if g.title == "What fine-tuning costs")
+    assert cost.numbers["time ratio median"] > 1 and cost.numbers["energy ratio median"] > 1
+
+
+def test_missing_database_names_the_command_that_makes_it(tmp_path):
+    with pytest.raises(EvidenceError, match="python -m study.run --grid cpu-smoke"):
+        load_tables(tmp_path / "none.duckdb")
