@@ -1,0 +1,77 @@
+"""Sanity checks on the shipped evidence (data/study.duckdb): if these fail, the evidence is wrong."""
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from study.evidence import render
+from study.store import DEFAULT_DB
+
+PROVENANCE = ["run_id", "grid", "dataset", "backbone", "method", "k_label", "seed", "resolution", "accuracy",
+              "balanced_accuracy", "macro_f1", "total_s", "energy_j", "energy_source", "images_processed",
+              "peak_memory_mb", "device_type", "hardware_id", "spec", "python_version", "torch_version",
+              "timm_version", "sklearn_version", "numpy_version", "git_commit", "started_at", "finished_at"]
+
+
+@pytest.fixture(scope="module")
+def runs():
+    with duckdb.connect(str(DEFAULT_DB), read_only=True) as con:
+        return con.execute("SELECT * FROM runs").df()
+
+
+def test_every_run_has_its_provenance(runs):
+    assert len(runs) >= 250 and runs["dataset"].nunique() >= 3
+    assert runs[PROVENANCE].notna().all().all()
+    assert not runs["git_commit"].isin(["unknown", ""]).any()
+    assert set(runs.loc[runs["device_type"] == "cpu", "energy_source"]) == {"estimated"}
+    assert set(runs.loc[runs["device_type"] == "cuda", "energy_source"]) <= {"nvml"}
+    assert runs["run_id"].is_unique
+
+
+def test_accuracy_rises_with_images_per_class(runs):
+    """Per (dataset, backbone, method, resolution): the curve trends up (noise allowed between neighbours)."""
+    curves = runs[runs["pretrained"]].groupby(["dataset", "backbone", "method", "resolution", "images_per_class"])[
+        "accuracy"].mean().reset_index()
+    correlations, rises = [], []
+    for key, curve in curves.groupby(["dataset", "backbone", "method", "resolution"]):
+        if curve["images_per_class"].nunique() < 3:
+            continue
+        correlations.append(spearmanr(curve["images_per_class"], curve["accuracy"]).statistic)
+        curve = curve.sort_values("images_per_class")
+        rises.append(curve["accuracy"].iloc[-1] > curve["accuracy"].iloc[0])
+    assert len(correlations) >= 10
+    assert all(rises)
+    assert np.mean(np.array(correlations) > 0.7) >= 0.9, correlations
+
+
+def test_pretrained_features_beat_random_init(runs):
+    random_init = runs[~runs["pretrained"]].assign(backbone=lambda r: r["backbone"].str.removesuffix("_random_init"))
+    assert random_init["dataset"].nunique() >= 8, "the cpu grid's random-init baseline is missing"
+    keys = ["dataset", "backbone", "method", "k_label", "seed", "resolution"]
+    matched = random_init.merge(runs[runs["pretrained"]], on=keys, suffixes=("_random", "_pretrained"))
+    gain = matched["accuracy_pretrained"] - matched["accuracy_random"]
+    assert len(matched) >= 16 and gain.mean() > 0.1 and (gain > 0).mean() >= 0.8
+
+
+def test_fine_tuning_costs_more_time_and_energy_than_extraction(runs):
+    keys = ["dataset", "backbone", "k_label", "seed", "resolution", "device_type"]
+    fe = runs[runs["method"] == "fe_linear"].set_index(keys)
+    ft = runs[runs["method"] == "ft_full"].set_index(keys)
+    both = fe[["total_s", "energy_j"]].join(ft[["total_s", "energy_j"]], how="inner", suffixes=("_fe", "_ft"))
+    assert len(both) >= 6
+    assert (both["total_s_ft"] > both["total_s_fe"]).all() and (both["energy_j_ft"] > both["energy_j_fe"]).all()
+
+
+def test_evidence_report_renders_from_the_database():
+    text = render(DEFAULT_DB)
+    assert "## Accuracy by method x images per class" in text and "estimated" in text
+
+
+def test_every_fine_tuning_run_stores_its_trials_and_one_selected():
+    with duckdb.connect(str(DEFAULT_DB), read_only=True) as con:
+        counts = con.execute("""SELECT r.run_id, r.n_trials, count(t.run_id) AS stored, sum(t.selected::INT) AS chosen
+                                FROM runs r LEFT JOIN trials t USING (run_id)
+                                WHERE r.method LIKE 'ft_%' GROUP BY ALL""").df()
+    assert not counts.empty
+    assert (counts["stored"] == counts["n_trials"]).all() and (counts["chosen"] == 1).all()
