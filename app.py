@@ -1,20 +1,21 @@
-"""Extract or Tune: the Streamlit app (wiring only; logic lives in recommender/ and study/)."""
+"""Extract or Tune: the Streamlit app (wiring only; logic lives in recommender/ and study/).
+
+    streamlit run app.py              # on the shipped evidence, data/study.duckdb
+    EOT_DB=other.duckdb streamlit run app.py
+"""
+import os
+
 import streamlit as st
 
-from recommender.evidence import EvidenceError, load_tables
+from recommender import ui
+from recommender.evidence import DEFAULT_DB
 
 st.set_page_config(page_title="Extract or Tune", layout="wide")
-st.title("Extract or Tune")
-st.caption("Feature extraction or fine-tuning? Measured evidence for your image-classification task.")
-
-try:
-    tables = load_tables()
-except EvidenceError as error:
-    st.error(str(error))
-    st.stop()
-
-runs = tables["runs"]
-st.metric("Runs in the evidence", len(runs))
-summary = (runs.groupby(["dataset", "backbone", "method", "k_label"], as_index=False)
-           .agg(accuracy=("accuracy", "mean"), runs=("run_id", "count"), seconds=("total_s", "mean")))
-st.dataframe(summary, hide_index=True, use_container_width=True)
+ui.share_evidence(ui.load_evidence(os.environ.get("EOT_DB") or str(DEFAULT_DB)))
+page = st.navigation([
+    st.Page("app_pages/advisor.py", title="Advisor", url_path="advisor", default=True),
+    st.Page("app_pages/evidence.py", title="Evidence explorer", url_path="evidence"),
+    st.Page("app_pages/guidelines.py", title="Guidelines", url_path="guidelines"),
+    st.Page("app_pages/method.py", title="Method & provenance", url_path="method"),
+])
+page.run()

@@ -6,6 +6,7 @@ from dataclasses import asdict, fields
 
 import pandas as pd
 
+from recommender.advise import BUDGET_COLUMNS, BUDGET_LABELS
 from recommender.carbon import REGIONS
 from recommender.hardware import HARDWARE
 
@@ -18,9 +19,6 @@ COSTS = {
     "co2_kg": ("CO₂", "kg"),
     "human_hours": ("Human time", "h"),
 }
-# Which questionnaire budget limits which cost column.
-BUDGET_COLUMNS = {"budget_money_usd": "total_usd", "budget_energy_kwh": "energy_kwh", "budget_co2_kg": "co2_kg",
-                  "budget_wall_time_h": "time_h", "budget_human_hours": "human_hours"}
 QUESTION_LABELS = {
     "n_classes": "Classes",
     "images_per_class": "Labelled images per class",
@@ -73,6 +71,22 @@ def format_number(value) -> str:
     return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def format_amount(column: str, value: float) -> str:
+    """A cost in the unit a person reads easily: seconds or minutes for short times, Wh and g for small
+    energies and masses, dollars and cents."""
+    if column == "time_h":
+        seconds = value * 3600
+        return f"{seconds:.3g} s" if seconds < 90 else f"{seconds / 60:.3g} min" if seconds < 5400 else \
+            f"{value:,.3g} h"
+    if column == "energy_kwh":
+        return f"{value * 1000:.3g} Wh" if value < 1 else f"{value:,.3g} kWh"
+    if column == "co2_kg":
+        return f"{value * 1000:.3g} g" if value < 1 else f"{value:,.3g} kg"
+    if column in ("total_usd", "compute_usd", "human_usd"):
+        return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.2g}"
+    return f"{value:,.3g} h" if column == "human_hours" else format_number(value)
+
+
 def format_interval(low: float, median: float, high: float) -> str:
     return f"{median:.1%} (80% interval {low:.1%} to {high:.1%})"
 
@@ -97,19 +111,15 @@ def answers_table(questionnaire) -> pd.DataFrame:
                          for name, value in asdict(questionnaire).items()])
 
 
-def recommended_row(advice) -> pd.Series:
-    return advice.options.loc[advice.options["option"] == advice.recommended].iloc[0]
-
-
 def budget_checks(advice) -> pd.DataFrame:
     """Per budget the user set: the recommended option's cost, the limit and whether it passes."""
-    row = recommended_row(advice)
+    row = advice.recommended_row
     checks = []
     for name, limit in advice.questionnaire.budgets.items():
         column = BUDGET_COLUMNS[name]
-        checks.append({"budget": QUESTION_LABELS[name], "cost": cost_label(column), "predicted": float(row[column]),
-                       "limit": float(limit), "passes": name not in list(row["violations"])})
-    return pd.DataFrame(checks, columns=["budget", "cost", "predicted", "limit", "passes"])
+        checks.append({"name": name, "budget": QUESTION_LABELS[name], "predicted": float(row[column]),
+                       "limit": float(limit), "passes": BUDGET_LABELS[name] not in list(row["violations"])})
+    return pd.DataFrame(checks, columns=["name", "budget", "predicted", "limit", "passes"])
 
 
 def options_table(options: pd.DataFrame) -> pd.DataFrame:
@@ -124,6 +134,25 @@ def options_table(options: pd.DataFrame) -> pd.DataFrame:
         "Pareto": ordered["pareto"].map({True: "yes", False: ""}),
         "cost basis": ordered["cost_basis"],
     }).reset_index(drop=True)
+
+
+def numbers_table(numbers: dict) -> pd.DataFrame:
+    """A guideline's numbers as (number, value) rows; nested groups become 'group / name' rows."""
+    rows = []
+    for key, value in numbers.items():
+        if isinstance(value, dict) and any(isinstance(inner, (dict, list)) for inner in value.values()):
+            rows += [{"number": f"{key} / {name}", "value": _compact(inner)} for name, inner in value.items()]
+        else:
+            rows.append({"number": str(key), "value": _compact(value)})
+    return pd.DataFrame(rows, columns=["number", "value"])
+
+
+def _compact(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {_compact(inner)}" for key, inner in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_compact(inner) for inner in value)
+    return format_number(value) if value is not None else "none"
 
 
 def assumptions_table(assumptions, defaults, sources: dict[str, str]) -> pd.DataFrame:

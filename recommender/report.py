@@ -1,0 +1,163 @@
+"""PDF documents (fpdf2): the personal report of one piece of advice, and the guidelines. Plain data in, bytes out.
+
+Text is set in DejaVu Sans (Debian's fonts-dejavu-core, installed by scripts/bootstrap.sh) because fpdf2's built-in
+fonts are Latin-1 only and cannot show CO₂.
+"""
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+
+import pandas as pd
+from fpdf import FPDF
+from fpdf.fonts import FontFace
+from PIL import Image
+
+from recommender import charts
+from recommender.advise import BUDGET_COLUMNS
+from recommender.presentation import (COSTS, answers_table, assumptions_table, budget_checks, format_amount,
+                                      format_interval, format_number, numbers_table, options_table)
+
+FONT = "DejaVu"
+FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
+CHART_WIDTH_MM = 180
+
+
+class ReportError(RuntimeError):
+    """A report cannot be made here; the message says what to install."""
+
+
+class _Document(FPDF):
+    def __init__(self, title: str):
+        super().__init__(format="A4")
+        missing = [name for name in FONT_FILES.values() if not (charts.FONT_DIR / name).is_file()]
+        if missing:
+            raise ReportError(f"PDF export needs the DejaVu fonts ({', '.join(missing)} not in {charts.FONT_DIR}); "
+                              "install them with: apt-get install fonts-dejavu-core (scripts/bootstrap.sh does)")
+        for style, name in FONT_FILES.items():
+            self.add_font(FONT, style, str(charts.FONT_DIR / name))
+        self.document_title = title
+        self.set_title(title)
+        self.set_author("Extract or Tune")
+        self.set_auto_page_break(auto=True, margin=15)
+        self.add_page()
+
+    def footer(self):
+        self.set_y(-12)
+        self.set_font(FONT, "", 8)
+        self.cell(0, 5, f"{self.document_title} · page {self.page_no()}/{{nb}}", align="C")
+
+    def heading(self, text: str, size: int = 13) -> None:
+        self.ln(2)
+        self.set_font(FONT, "B", size)
+        self.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT")
+        self.ln(1)
+
+    def paragraph(self, text: str, size: int = 10) -> None:
+        self.set_font(FONT, "", size)
+        self.multi_cell(0, 5, text, new_x="LMARGIN", new_y="NEXT")
+        self.ln(1)
+
+    def bullets(self, items: list[str]) -> None:
+        self.set_font(FONT, "", 10)
+        for item in items:
+            self.multi_cell(0, 5, f"•  {item}", new_x="LMARGIN", new_y="NEXT")
+        self.ln(1)
+
+    def table(self, frame: pd.DataFrame, col_widths: tuple | None = None, size: int = 8) -> None:
+        self.set_font(FONT, "", size)
+        with super().table(col_widths=col_widths, headings_style=FontFace(emphasis="BOLD"), line_height=size * 0.5,
+                           text_align="LEFT") as table:
+            table.row([str(column) for column in frame.columns])
+            for values in frame.itertuples(index=False):
+                table.row([_cell(value) for value in values])
+        self.ln(2)
+
+    def chart(self, title: str, png: bytes) -> None:
+        with Image.open(io.BytesIO(png)) as image:
+            height_mm = CHART_WIDTH_MM * image.height / image.width
+        if self.will_page_break(height_mm + 12):  # keep the heading with its chart
+            self.add_page()
+        self.heading(title, size=11)
+        self.image(png, w=CHART_WIDTH_MM)
+        self.ln(2)
+
+    def bytes(self) -> bytes:
+        return bytes(self.output())
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return format_number(value) if isinstance(value, (int, float)) else str(value)
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, str], defaults, sources: dict,
+                    link: str | None = None) -> bytes:
+    """The answers, the recommendation with its budget checks and rationale, the charts, every option, the
+    assumptions with their sources, and the evidence the advice rests on."""
+    doc = _Document("Extract or Tune: your recommendation")
+    doc.heading("Extract or Tune: your recommendation", size=16)
+    doc.paragraph(f"Generated {_stamp()}." + (f" Reopen these answers: {link}" if link else ""), size=8)
+    row = advice.recommended_row
+    doc.heading(f"Recommended: {advice.recommended}")
+    doc.paragraph(f"Predicted test accuracy {format_interval(row['acc_low'], row['acc_median'], row['acc_high'])}.")
+    doc.paragraph("Predicted costs: " + "; ".join(f"{COSTS[column][0].lower()} {format_amount(column, row[column])}"
+                                                  for column in COSTS) + f". Costs are {row['cost_basis']}.")
+    checks = budget_checks(advice)
+    if checks.empty:
+        doc.paragraph("No budgets were set.")
+    else:
+        columns = [BUDGET_COLUMNS[name] for name in checks["name"]]
+        doc.table(pd.DataFrame({
+            "budget": checks["budget"],
+            "predicted": [format_amount(c, v) for c, v in zip(columns, checks["predicted"])],
+            "limit": [format_amount(c, v) for c, v in zip(columns, checks["limit"])],
+            "verdict": checks["passes"].map({True: "pass", False: "FAIL"})}), col_widths=(80, 40, 40, 20))
+    doc.heading("Why", size=11)
+    doc.bullets(list(advice.rationale))
+    doc.heading("Your answers", size=11)
+    doc.table(answers_table(advice.questionnaire), col_widths=(1, 1))
+    for title, png in chart_pngs.items():
+        doc.chart(title, png)
+    doc.add_page()
+    doc.heading("Every option")
+    doc.table(options_table(advice.options), size=6)
+    doc.heading("Assumptions")
+    doc.table(assumptions_table(advice.assumptions, defaults, sources), col_widths=(40, 18, 22, 100), size=7)
+    doc.heading("Evidence")
+    doc.table(pd.DataFrame({"": list(evidence), "value": list(evidence.values())}), col_widths=(30, 150))
+    return doc.bytes()
+
+
+def guidelines_document(guidelines: list, evidence: dict[str, str]) -> bytes:
+    """Each evidence-derived guideline with the numbers behind it, then what the evidence is."""
+    doc = _Document("Extract or Tune: guidelines")
+    doc.heading("Extract or Tune: when to extract features and when to fine-tune", size=16)
+    doc.paragraph(f"Derived from the study's measurements, generated {_stamp()}.", size=8)
+    for number, guideline in enumerate(guidelines, start=1):
+        doc.heading(f"{number}. {guideline.title}")
+        doc.paragraph(guideline.statement)
+        if guideline.numbers:
+            doc.table(numbers_table(guideline.numbers), col_widths=(70, 110))
+    doc.heading("Evidence")
+    doc.table(pd.DataFrame({"": list(evidence), "value": list(evidence.values())}), col_widths=(30, 150))
+    return doc.bytes()
+
+
+def chart_pngs(advice, cost_column: str = "total_usd") -> dict[str, bytes]:
+    """The personal report's charts rendered to PNG: learning curves, accuracy vs cost, cost breakdown."""
+    budgets = advice.questionnaire.budgets
+    budget_name = next((name for name, column in BUDGET_COLUMNS.items() if column == cost_column), None)
+    shown = charts.fe_vs_ft_options(advice.options, advice.recommended)
+    return {
+        "Learning curves": charts.to_png(charts.learning_curves(advice.curves, advice.questionnaire.images_per_class,
+                                                                shown)),
+        "Accuracy vs cost": charts.to_png(charts.accuracy_vs_cost(advice.options, cost_column,
+                                                                  budgets.get(budget_name), advice.recommended)),
+        "Cost breakdown": charts.to_png(charts.cost_breakdown(advice.options, budgets), scale=1.5),
+    }

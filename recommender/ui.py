@@ -1,0 +1,258 @@
+"""Streamlit page helpers: cached evidence and advisor, the questionnaire form and assumptions bound to the URL.
+
+The evidence is re-read at most every few minutes (the study may be adding runs); while the database cannot be
+read (a writer holds it and no snapshot works) the last good copy keeps the app serving.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timezone
+from typing import Mapping
+from urllib.parse import urlencode
+
+import pandas as pd
+import streamlit as st
+
+from recommender.carbon import REGIONS
+from recommender.costs import ASSUMPTION_SOURCES, Assumptions
+from recommender.evidence import REGENERATE_COMMAND, EvidenceError, load_tables
+from recommender.hardware import HARDWARE
+from recommender.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, format_number
+from recommender.questionnaire import BUDGET_FIELDS, DOMAINS, Questionnaire, QuestionnaireError
+
+TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "failures")
+EVIDENCE_TTL_S = 300
+ASSUMPTION_PREFIX = "a_"  # query parameters of edited assumptions: a_pue=1.2
+_EVIDENCE_KEY = "_evidence"
+QUESTION_FIELDS = [item.name for item in fields(Questionnaire)]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    tables: dict
+    db_path: str
+    fingerprint: str  # changes when runs are added, so derived models are refitted
+    read_at: str
+    notice: str | None = None  # set while an older copy is served
+
+
+@st.cache_resource(ttl=EVIDENCE_TTL_S, show_spinner="Reading the evidence...")
+def _read_tables(db_path: str) -> dict:
+    import duckdb
+
+    try:
+        return load_tables(db_path, tables=TABLES)
+    except duckdb.Error as error:  # not a DuckDB file, or a damaged one
+        raise EvidenceError(f"{db_path} cannot be read as a DuckDB database ({error}). "
+                            f"Regenerate it with: {REGENERATE_COMMAND}") from None
+
+
+@st.cache_resource
+def _last_good() -> dict[str, Evidence]:
+    return {}
+
+
+def load_evidence(db_path: str) -> Evidence:
+    """The evidence tables, or the last good copy while the database is unreadable; with no copy at all the
+    page shows what is wrong and how to regenerate it, and stops."""
+    try:
+        tables = _read_tables(db_path)
+    except EvidenceError as error:
+        previous = _last_good().get(db_path)
+        if previous is None:
+            st.error(str(error))
+            st.stop()
+        return replace(previous, notice=f"The evidence database cannot be read right now ({error}). "
+                                        f"Showing the copy read at {previous.read_at}.")
+    runs = tables["runs"]
+    fingerprint = f"{db_path}|{len(runs)}|{runs['finished_at'].max()}"
+    previous = _last_good().get(db_path)
+    if previous is None or previous.fingerprint != fingerprint:
+        previous = Evidence(tables, db_path, fingerprint, datetime.now(timezone.utc).strftime("%H:%M:%S UTC"))
+        _last_good()[db_path] = previous
+    return previous
+
+
+def share_evidence(evidence: Evidence) -> None:
+    """Hand the evidence app.py loaded to the page it runs."""
+    st.session_state[_EVIDENCE_KEY] = evidence
+
+
+def evidence() -> Evidence:
+    current = st.session_state[_EVIDENCE_KEY]
+    if current.notice:
+        st.warning(current.notice)
+    return current
+
+
+@st.cache_resource(max_entries=2, show_spinner="Fitting the advisor to the evidence...")
+def _advisor(fingerprint: str, _tables: dict):
+    from recommender.advise import Advisor
+
+    return Advisor().fit(_tables)
+
+
+def advisor(current: Evidence):
+    return _advisor(current.fingerprint, current.tables)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Deriving the guidelines...")
+def _guidelines(fingerprint: str, _tables: dict) -> list:
+    from recommender.guidelines import derive
+
+    return derive(_tables)
+
+
+def guidelines(current: Evidence) -> list:
+    return _guidelines(current.fingerprint, current.tables)
+
+
+@st.cache_data(ttl=EVIDENCE_TTL_S)
+def decision_quality() -> tuple[pd.DataFrame | None, dict | None]:
+    """The stored leave-one-dataset-out table and its headline figures (None until evaluated)."""
+    from recommender.evaluate import load_summary, load_table
+
+    return load_table(), load_summary()
+
+
+# --- the questionnaire and the assumptions, bound to the URL -------------------------------------------------
+
+def questionnaire_from_link(params: Mapping[str, str]) -> tuple[Questionnaire, list[str]]:
+    """A shared link's answers; each unusable value is dropped with a message and the rest still apply."""
+    params = {key: value for key, value in params.items() if key in QUESTION_FIELDS}
+    messages = []
+    while True:
+        try:
+            return Questionnaire.from_query(params), messages
+        except QuestionnaireError as error:
+            if error.field not in params:
+                return Questionnaire(), messages + [f"The link's answers were not usable ({error.message})."]
+            messages.append(f"The link's value for '{QUESTION_LABELS.get(error.field, error.field)}' was ignored: "
+                            f"{error.message}.")
+            del params[error.field]
+
+
+def link_has_answers(params: Mapping[str, str]) -> bool:
+    return any(key in QUESTION_FIELDS for key in params)
+
+
+def assumptions_from_link(params: Mapping[str, str]) -> tuple[Assumptions, list[str]]:
+    """Edited assumptions carried by a link (a_pue=1.2 ...); unusable values are dropped with a message."""
+    values, messages = {}, []
+    for item in fields(Assumptions):
+        raw = params.get(ASSUMPTION_PREFIX + item.name)
+        if raw is None:
+            continue
+        try:
+            number = float(raw)
+            values[item.name] = int(number) if item.type.startswith("int") and number.is_integer() else number
+            replace(Assumptions(), **{item.name: values[item.name]}).validate()
+        except ValueError as error:
+            values.pop(item.name, None)
+            messages.append(f"The link's value for '{ASSUMPTION_LABELS.get(item.name, item.name)}' was ignored: "
+                            f"{error if str(error) else raw}.")
+    return Assumptions(**values), messages
+
+
+def assumptions_to_query(assumptions: Assumptions) -> dict[str, str]:
+    """Only the assumptions that differ from the defaults, so plain links stay short."""
+    defaults = Assumptions()
+    return {ASSUMPTION_PREFIX + item.name: f"{getattr(assumptions, item.name):g}" for item in fields(Assumptions)
+            if getattr(assumptions, item.name) != getattr(defaults, item.name)
+            and getattr(assumptions, item.name) is not None}
+
+
+def share_link(answers: Questionnaire, assumptions: Assumptions) -> str:
+    """The URL that reopens this page with these answers and assumptions."""
+    base = (st.context.url or "").split("?")[0] or "/advisor"
+    return f"{base}?{urlencode({**answers.to_query(), **assumptions_to_query(assumptions)})}"
+
+
+def _region_keys() -> list[str]:
+    return ["world"] + sorted((key for key in REGIONS if key != "world"), key=lambda key: REGIONS[key].name)
+
+
+def questionnaire_form(initial: Questionnaire) -> Questionnaire | None:
+    """The questionnaire in a form; on submit the validated answers, or None with a message per bad value."""
+    regions = _region_keys()
+    with st.form("questionnaire"):
+        task, budgets = st.columns(2)
+        with task:
+            st.markdown("**Your task**")
+            n_classes = st.number_input(QUESTION_LABELS["n_classes"], value=initial.n_classes, step=1,
+                                        key="q_n_classes")
+            images_per_class = st.number_input(QUESTION_LABELS["images_per_class"],
+                                               value=initial.images_per_class, step=1, key="q_images_per_class")
+            domain = st.selectbox(QUESTION_LABELS["domain"], DOMAINS, index=DOMAINS.index(initial.domain),
+                                  key="q_domain")
+            image_size_px = st.number_input(QUESTION_LABELS["image_size_px"], value=initial.image_size_px, step=1,
+                                            key="q_image_size_px")
+            colour = st.checkbox(QUESTION_LABELS["colour"], value=initial.colour, key="q_colour")
+            hardware = st.selectbox(QUESTION_LABELS["hardware"], list(HARDWARE),
+                                    index=list(HARDWARE).index(initial.hardware),
+                                    format_func=lambda key: HARDWARE[key].name, key="q_hardware")
+            region = st.selectbox(QUESTION_LABELS["region"], regions, index=regions.index(initial.region),
+                                  format_func=lambda key: f"{REGIONS[key].name} "
+                                                          f"({REGIONS[key].grid_gco2_per_kwh:.0f} gCO₂/kWh)",
+                                  key="q_region")
+        with budgets:
+            st.markdown("**Your budgets** (leave empty for no limit)")
+            budget_values = {name: st.number_input(QUESTION_LABELS[name], value=getattr(initial, name), step=1.0,
+                                                   format="%g", placeholder="no limit", key=f"q_{name}")
+                             for name in BUDGET_FIELDS}
+            accuracy_weight = st.slider(QUESTION_LABELS["accuracy_weight"], 0.0, 1.0, initial.accuracy_weight,
+                                        step=0.05, key="q_accuracy_weight",
+                                        help="0: the cheapest option within budgets; 1: the most accurate one.")
+            probe_accuracy = st.number_input(
+                QUESTION_LABELS["probe_accuracy"] + " (0 to 1, optional)", value=initial.probe_accuracy, step=0.01,
+                format="%g", placeholder="not measured", key="q_probe_accuracy",
+                help="Accuracy of a linear probe (mobilenetv2_100 features, 10 images per class) on your images; "
+                     "it narrows the prediction.")
+        submitted = st.form_submit_button("Recommend", type="primary")
+    if not submitted:
+        return None
+    answers = Questionnaire(n_classes=_whole(n_classes), images_per_class=_whole(images_per_class), domain=domain,
+                            image_size_px=_whole(image_size_px), colour=colour, hardware=hardware, region=region,
+                            accuracy_weight=accuracy_weight, probe_accuracy=probe_accuracy, **budget_values)
+    try:
+        return answers.validate()
+    except QuestionnaireError as error:
+        st.error(f"{QUESTION_LABELS.get(error.field, error.field)}: {error.message}")
+        return None
+
+
+def _whole(value):
+    """A number input gives a float once a decimal is typed; whole floats are whole numbers."""
+    return int(value) if isinstance(value, float) and math.isfinite(value) and value.is_integer() else value
+
+
+def assumptions_editor(initial: Assumptions) -> Assumptions:
+    """Every cost assumption as an input showing its default and source; invalid edits fall back to the
+    defaults with a message."""
+    defaults = Assumptions()
+    values = {}
+    with st.expander("Assumptions (prices, PUE, grid intensity, hourly rates, trials)"):
+        st.caption("Edit any value; the costs update at once. Empty means the automatic value.")
+        columns = st.columns(2)
+        for index, item in enumerate(fields(Assumptions)):
+            default = getattr(defaults, item.name)
+            whole = item.type.startswith("int")
+            with columns[index % 2]:
+                values[item.name] = st.number_input(
+                    ASSUMPTION_LABELS.get(item.name, item.name), value=getattr(initial, item.name),
+                    step=1 if whole else 0.1, format=None if whole else "%g",
+                    placeholder=_automatic_placeholder(item.name), key=f"a_{item.name}",
+                    help=ASSUMPTION_SOURCES.get(item.name))
+                st.caption(f"Default: {format_number(default) if default is not None else 'automatic'}. "
+                           f"Source: {ASSUMPTION_SOURCES.get(item.name, 'assumption')}")
+    try:
+        return Assumptions(**values).validate()
+    except (TypeError, ValueError) as error:
+        st.error(f"Assumptions: {error}. Using the defaults until it is fixed.")
+        return defaults
+
+
+def _automatic_placeholder(name: str) -> str:
+    return {"price_usd_per_h": "the hardware's price", "grid_gco2_per_kwh": "the region's intensity",
+            "ft_trials": "from the evidence"}.get(name, "")
