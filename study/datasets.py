@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -290,7 +289,7 @@ def dataset_name(name: str) -> str:
     return Path(name).resolve().name if is_path(name) else name
 
 
-def _to_square(sample, resolution: int, channels: int) -> np.ndarray:
+def to_square(sample, resolution: int, channels: int) -> np.ndarray:
     """Shorter side resized to ``resolution`` (bicubic), centre crop, as HWC uint8."""
     if isinstance(sample, np.ndarray):
         image = Image.fromarray(sample)
@@ -311,7 +310,7 @@ def _decode(samples: list, labels: np.ndarray, resolution: int, channels: int, s
     images, kept = [], []
     for sample, label in zip(samples, labels):
         try:
-            images.append(_to_square(sample, resolution, channels))
+            images.append(to_square(sample, resolution, channels))
             kept.append(label)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             skipped.append(f"{sample}: {type(error).__name__}")
@@ -364,7 +363,3 @@ def sample_subset(labels: np.ndarray, images_per_class: int | None, seed: int) -
         order = np.random.default_rng([seed, int(cls)]).permutation(idx)
         chosen.append(order if images_per_class is None else order[:images_per_class])
     return np.sort(np.concatenate(chosen))
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
