@@ -41,7 +41,8 @@ def batch_size_for(device: torch.device) -> int:
 
 
 @torch.no_grad()
-def _extract(model: torch.nn.Module, images: np.ndarray, cfg: dict, device: torch.device):
+def embed(model: torch.nn.Module, images: np.ndarray, cfg: dict, device: torch.device):
+    """(pooled, FNE) features of uint8 NHWC images, batched on ``device``."""
     pooled_parts, fne_parts = [], []
     batch = batch_size_for(device)
     use_amp = device.type == "cuda"
@@ -78,14 +79,14 @@ def extract_features(data: ImageData, backbone: str, device: torch.device) -> Fe
         model = model.to(memory_format=torch.channels_last)
     meter = measure.EnergyMeter(device)
     warm_start = time.perf_counter()
-    _extract(model, data.train_images[:batch_size_for(device)], cfg, device)  # build + warm-up, timed apart
+    embed(model, data.train_images[:batch_size_for(device)], cfg, device)  # build + warm-up, timed apart
     measure.synchronize(device)
     warmup_s = time.perf_counter() - warm_start
     measure.reset_peak_memory(device)
     clock = measure.PhaseClock(meter)
     with clock.phase("extract"):
-        pooled_train, fne_train = _extract(model, data.train_images, cfg, device)
-        pooled_test, fne_test = _extract(model, data.test_images, cfg, device)
+        pooled_train, fne_train = embed(model, data.train_images, cfg, device)
+        pooled_test, fne_test = embed(model, data.test_images, cfg, device)
     n_images = len(data.train_images) + len(data.test_images)
     extraction = {
         "extraction_id": os.path.basename(path).removesuffix(".npz"),
