@@ -1,0 +1,177 @@
+"""The Streamlit app through streamlit.testing.v1.AppTest, on a snapshot of the shipped evidence."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from evidence_snapshot import snapshot_db
+from recommender.evidence import EvidenceError, REGENERATE_COMMAND
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+SUBMIT = "FormSubmitter:questionnaire-Recommend"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    return snapshot_db(tmp_path_factory.mktemp("evidence"))
+
+
+@pytest.fixture
+def app(db, monkeypatch):
+    monkeypatch.setenv("EOT_DB", str(db))
+
+    def start(query: dict | None = None) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params.update(query or {})
+        return at.run()
+    return start
+
+
+def recommendation(at: AppTest) -> str:
+    headings = [h.value for h in at.subheader if h.value.startswith("Recommended:")]
+    assert len(headings) == 1, [h.value for h in at.subheader]
+    return headings[0]
+
+
+def no_crash(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_submitting_the_form_shows_recommendation_charts_and_downloads(app):
+    at = app()
+    no_crash(at)
+    assert not at.get("vega_lite_chart")
+    at.number_input(key="q_n_classes").set_value(6)
+    at.number_input(key="q_images_per_class").set_value(5)
+    at.selectbox(key="q_domain").set_value("textures")
+    at.selectbox(key="q_hardware").set_value("cpu_2core")
+    at.number_input(key="q_budget_money_usd").set_value(500.0)
+    at.button(key=SUBMIT).click().run()
+    no_crash(at)
+    assert recommendation(at)
+    assert len(at.get("vega_lite_chart")) == 3  # learning curves, accuracy vs cost, cost breakdown
+    labels = [button.proto.label for button in at.get("download_button")]
+    assert "Download your report (PDF)" in labels and "Download every option (CSV)" in labels
+    assert any(("pass" in m.value or "fail" in m.value) and "Money budget" in m.value for m in at.markdown)
+    assert at.query_params["n_classes"] == "6" and at.query_params["hardware"] == "cpu_2core"
+
+
+def test_a_shared_link_reproduces_the_recommendation(app):
+    at = app()
+    at.number_input(key="q_images_per_class").set_value(50)
+    at.selectbox(key="q_hardware").set_value("a100")
+    at.number_input(key="q_budget_human_hours").set_value(4.0)
+    at.button(key=SUBMIT).click().run()
+    no_crash(at)
+    link = {key: value for key, value in at.query_params.items()}
+    shared = app(link)
+    no_crash(shared)
+    assert recommendation(shared) == recommendation(at)
+    assert [m.value for m in shared.metric] == [m.value for m in at.metric]
+    assert shared.number_input(key="q_images_per_class").value == 50  # the form shows the link's answers
+
+
+def test_editing_an_assumption_changes_the_costs(app):
+    at = app({"n_classes": "10", "images_per_class": "20", "hardware": "t4"})
+    no_crash(at)
+    money_before = at.metric[1].value
+    at.number_input(key="a_hourly_rate_usd").set_value(200.0).run()
+    no_crash(at)
+    assert at.metric[1].value != money_before
+    assert at.query_params["a_hourly_rate_usd"] == "200"
+    again = app({key: value for key, value in at.query_params.items()})
+    assert again.metric[1].value == at.metric[1].value  # the link carries the edited assumption
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("q_n_classes", 0, "must be between 2"),
+    ("q_images_per_class", -3, "must be between 1"),
+    ("q_image_size_px", 10 ** 9, "must be between 8"),
+    ("q_budget_co2_kg", -1.0, "a budget must be a positive number"),
+])
+def test_absurd_answers_give_a_message_not_advice(app, key, value, message):
+    at = app()
+    at.number_input(key=key).set_value(value)
+    at.button(key=SUBMIT).click().run()
+    no_crash(at)
+    assert any(message in error.value for error in at.error), [e.value for e in at.error]
+    assert not at.get("vega_lite_chart")
+
+
+def test_bad_values_in_a_link_are_named_and_the_rest_still_applies(app):
+    at = app({"n_classes": "8", "hardware": "quantum-computer", "region": "atlantis", "colour": "maybe",
+              "a_pue": "0.2", "a_hourly_rate_usd": "lots"})
+    no_crash(at)
+    warnings = " ".join(w.value for w in at.warning)
+    for field in ("Hardware", "Electricity grid region", "Colour images", "Power usage effectiveness",
+                  "Engineer hourly rate"):
+        assert field in warnings, warnings
+    assert recommendation(at)
+    assert at.number_input(key="q_n_classes").value == 8
+
+
+def test_an_invalid_assumption_edit_falls_back_to_defaults_with_a_message(app):
+    at = app({"n_classes": "10"})
+    at.number_input(key="a_pue").set_value(0.5).run()
+    no_crash(at)
+    assert any("pue" in error.value for error in at.error)
+    assert recommendation(at)
+
+
+def test_a_missing_database_names_the_command_that_regenerates_it(tmp_path, monkeypatch):
+    for path in (tmp_path / "missing.duckdb", _empty_db(tmp_path / "empty.duckdb"), _not_a_db(tmp_path / "x.duckdb")):
+        monkeypatch.setenv("EOT_DB", str(path))
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        no_crash(at)
+        assert len(at.error) == 1 and REGENERATE_COMMAND in at.error[0].value, [e.value for e in at.error]
+
+
+def test_an_unreadable_database_keeps_the_app_serving_the_last_good_copy(app, monkeypatch):
+    from recommender import ui
+
+    query = {"n_classes": "10", "images_per_class": "20"}
+    before = recommendation(app(query))
+    ui._read_tables.clear()
+
+    def locked(*args, **kwargs):
+        raise EvidenceError("data/study.duckdb is in use and no readable snapshot could be taken")
+    monkeypatch.setattr(ui, "load_tables", locked)
+    at = app(query)
+    no_crash(at)
+    assert any("cannot be read right now" in w.value for w in at.warning)
+    assert recommendation(at) == before
+    ui._read_tables.clear()
+
+
+def test_the_other_pages_render_with_charts_tables_and_downloads(app):
+    at = app()
+    at.switch_page("app_pages/evidence.py").run()
+    no_crash(at)
+    assert len(at.get("vega_lite_chart")) == 2 and at.dataframe
+    everything = at.metric[0].value
+    at.multiselect(key="f_method").select("fe_linear").run()
+    no_crash(at)
+    assert at.metric[0].value != everything
+    assert [b.proto.label for b in at.get("download_button")] == ["Download these runs (CSV)"]
+
+    at.switch_page("app_pages/guidelines.py").run()
+    no_crash(at)
+    assert at.subheader and "Download the guidelines (PDF)" in [b.proto.label for b in at.get("download_button")]
+
+    at.switch_page("app_pages/method.py").run()
+    no_crash(at)
+    assert any("estimate" in w.value for w in at.warning)
+    assert any("Decision quality" in s.value for s in at.subheader)
+
+
+def _empty_db(path: Path) -> Path:
+    import duckdb
+
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE runs (run_id VARCHAR)")
+    return path
+
+
+def _not_a_db(path: Path) -> Path:
+    path.write_text("not a database")
+    return path
