@@ -13,7 +13,7 @@ from recommender.evidence import DEFAULT_DB
 st.set_page_config(page_title="Extract or Tune", layout="wide")
 ui.share_evidence(ui.load_evidence(os.environ.get("EOT_DB") or str(DEFAULT_DB)))
 page = st.navigation([
-    st.Page("app_pages/advisor.py", title="Advisor", url_path="advisor", default=True),
+    st.Page("app_pages/advisor.py", title="Advisor", default=True),
     st.Page("app_pages/evidence.py", title="Evidence explorer", url_path="evidence"),
     st.Page("app_pages/guidelines.py", title="Guidelines", url_path="guidelines"),
     st.Page("app_pages/method.py", title="Method & provenance", url_path="method"),

@@ -1,8 +1,7 @@
 """Advisor page: the questionnaire (bound to the URL), the recommendation, its rationale, charts and report."""
 import streamlit as st
 
-from recommender import charts, report, ui
-from recommender.advise import BUDGET_COLUMNS
+from recommender import ui
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.presentation import (COSTS, budget_checks, cost_label, evidence_summary, format_amount,
                                       options_table)
@@ -27,6 +26,10 @@ else:
     st.info("Answer the questions and press **Recommend**. A link to the answers reproduces the advice.")
     st.stop()
 st.query_params.from_dict({**answers.to_query(), **ui.assumptions_to_query(assumptions)})
+
+# Imported only now that advice is wanted (scikit-learn, Altair, fpdf2), so a cold start shows the form sooner.
+from recommender import charts, report  # noqa: E402
+from recommender.advise import BUDGET_COLUMNS  # noqa: E402
 
 try:
     advice = ui.advisor(evidence).advise(answers, assumptions)
@@ -69,10 +72,11 @@ budget_for_axis = next((limit for name, limit in answers.budgets.items()
 curves_chart, cost_chart = st.columns(2)
 show_all = curves_chart.toggle("Every option's curve", key="all_curves")
 shown = None if show_all else charts.fe_vs_ft_options(advice.options, advice.recommended)
-curves_chart.altair_chart(charts.learning_curves(advice.curves, answers.images_per_class, shown), width="stretch")
+curves_chart.altair_chart(charts.learning_curves(advice.curves, answers.images_per_class, shown), width="stretch",
+                          theme=None)
 cost_chart.altair_chart(charts.accuracy_vs_cost(advice.options, cost_column, budget_for_axis, advice.recommended),
-                        width="stretch")
-st.altair_chart(charts.cost_breakdown(advice.options, answers.budgets))
+                        width="stretch", theme=None)
+st.altair_chart(charts.cost_breakdown(advice.options, answers.budgets), theme=None)
 
 st.markdown("#### Every option")
 st.dataframe(options_table(advice.options), hide_index=True)

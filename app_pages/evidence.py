@@ -27,8 +27,8 @@ st.metric("Runs selected", f"{len(selected):,} of {len(runs):,}")
 if selected.empty:
     st.info("No run matches these filters.")
     st.stop()
-st.altair_chart(charts.evidence_accuracy_by_k(selected))
-st.altair_chart(charts.evidence_accuracy_vs_time(selected), width="stretch")
+st.altair_chart(charts.evidence_accuracy_by_k(selected), theme=None)
+st.altair_chart(charts.evidence_accuracy_vs_time(selected), width="stretch", theme=None)
 st.caption("CPU energy in these runs is an estimate (energy_source = 'estimated'), GPU energy an NVML measurement.")
 columns = ["dataset", "backbone", "method", "images_per_class", "seed", "resolution", "accuracy",
            "balanced_accuracy", "macro_f1", "total_s", "energy_j", "energy_source", "peak_memory_mb", "device_type",

@@ -6,7 +6,6 @@ from dataclasses import asdict, fields
 
 import pandas as pd
 
-from recommender.advise import BUDGET_COLUMNS, BUDGET_LABELS
 from recommender.carbon import REGIONS
 from recommender.hardware import HARDWARE
 
@@ -113,6 +112,7 @@ def answers_table(questionnaire) -> pd.DataFrame:
 
 def budget_checks(advice) -> pd.DataFrame:
     """Per budget the user set: the recommended option's cost, the limit and whether it passes."""
+    from recommender.advise import BUDGET_COLUMNS, BUDGET_LABELS  # scikit-learn: loaded once advice exists
     row = advice.recommended_row
     checks = []
     for name, limit in advice.questionnaire.budgets.items():
@@ -128,7 +128,7 @@ def options_table(options: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "option": ordered["option"],
         "accuracy": [format_interval(r.acc_low, r.acc_median, r.acc_high) for r in ordered.itertuples()],
-        **{cost_label(column): ordered[column].map(format_number) for column in
+        **{COSTS[column][0]: [format_amount(column, value) for value in ordered[column]] for column in
            ("total_usd", "time_h", "energy_kwh", "co2_kg", "human_hours")},
         "within budgets": ordered["feasible"].map({True: "yes", False: "no"}),
         "Pareto": ordered["pareto"].map({True: "yes", False: ""}),
