@@ -28,14 +28,17 @@ def evidence_rows(tables: dict) -> pd.DataFrame:
                  device_type=("device_type", "first")))
     descriptors = dataset_descriptors(tables["datasets"]).drop(columns="n_classes")
     rows = rows.merge(descriptors, on="dataset", how="left")
-    probes = probe_accuracies(runs)
+    probes = probe_accuracies(runs, tables.get("probes"))
     rows["probe_accuracy"] = rows["dataset"].map(probes)
     return rows
 
 
-def probe_accuracies(runs: pd.DataFrame) -> dict[str, float]:
-    """Per dataset, what the quick probe measures: a linear probe on the smallest backbone at k=10, lowest
-    resolution in the evidence (the CPU probe of study.probe reproduces this on the user's images)."""
+def probe_accuracies(runs: pd.DataFrame, probes: pd.DataFrame | None = None) -> dict[str, float]:
+    """Per dataset, the quick probe's accuracy: measured by ``python -m study.probe --study-datasets`` (the same
+    code the user's images go through) where stored, else the closest study runs (fe_linear, smallest backbone,
+    k=10, lowest resolution)."""
+    if probes is not None and not probes.empty:
+        return probes.set_index("dataset")["probe_accuracy"].to_dict()
     probe = runs[(runs["backbone"] == PROBE_BACKBONE) & (runs["method"] == PROBE_METHOD)
                  & (runs["k_label"] == str(PROBE_K))]
     if probe.empty:

@@ -84,7 +84,7 @@ def evaluate(tables: dict, assumptions: Assumptions | None = None) -> tuple[pd.D
     """(decisions: one row per dataset x k x scenario, predictions: one row per dataset x k x option)."""
     assumptions = assumptions or Assumptions()
     descriptors = dataset_descriptors(tables["datasets"]).set_index("dataset")
-    probes = probe_accuracies(tables["runs"])
+    probes = probe_accuracies(tables["runs"], tables.get("probes"))
     decisions, predictions = [], []
     for dataset in sorted(tables["runs"]["dataset"].unique()):
         outcome = realised_outcomes(tables, dataset, assumptions)

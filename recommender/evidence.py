@@ -25,7 +25,7 @@ def _read_tables(path: Path, tables: tuple[str, ...]) -> dict[str, pd.DataFrame]
 
 
 def load_tables(db: str | Path = DEFAULT_DB,
-                tables: tuple[str, ...] = ("runs", "trials", "datasets", "backbones", "hardware", "extractions"),
+                tables: tuple[str, ...] = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probes"),
                 retries: int = 5) -> dict[str, pd.DataFrame]:
     """All evidence tables as DataFrames.
 

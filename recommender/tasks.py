@@ -1,12 +1,11 @@
 """Task descriptors shared by evidence and questionnaire: what the accuracy model knows about a dataset."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
 from recommender.questionnaire import DOMAINS, Questionnaire
+from study.datasets import native_shorter_side
 
 # Keywords in a dataset's recorded domain -> the questionnaire's domain groups.
 DOMAIN_KEYWORDS = {
@@ -30,9 +29,7 @@ def domain_group(recorded_domain: str) -> str:
 
 
 def native_px(native_size: str) -> float:
-    """Shorter side of a recorded native size like '300x300' or '160x160 (1960), ...'; 160 when unknown."""
-    sizes = [(int(a), int(b)) for a, b in re.findall(r"(\d+)x(\d+)", native_size or "")]
-    return float(min(sizes[0])) if sizes else 160.0
+    return float(native_shorter_side(native_size))
 
 
 def dataset_descriptors(datasets: pd.DataFrame) -> pd.DataFrame:

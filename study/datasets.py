@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import logging
 import os
+import re
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ SPLIT_SEED = 0
 TEST_FRACTION = 0.3
 MAX_IMAGE_PIXELS = 50_000_000  # refuse absurd images before decoding them (decompression bombs)
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+MAX_ASPECT_RATIO = 20
 
 
 class DatasetError(ValueError):
@@ -69,13 +72,18 @@ class ImageData:
 
 @dataclass
 class _Source:
-    """Undecoded dataset: samples are native uint8 arrays or image file paths."""
+    """Undecoded dataset: samples are native uint8 arrays or image file paths.
+
+    ``decoded`` (packed datasets stored at the resolutions their runs use): resolution -> (train images, train
+    labels, test images, test labels), already exactly what decoding the native samples at that size gives.
+    """
     info: DatasetInfo
     train: list
     train_labels: np.ndarray
     test: list
     test_labels: np.ndarray
     fingerprint: str
+    decoded: Callable[[int], tuple] | None = None
 
 
 _REGISTRY: dict[str, Callable[[], _Source]] = {}
@@ -267,8 +275,104 @@ def _register_shared() -> None:
 _register_shared()
 
 
+# Packed datasets: the device machine has neither the dataset packages nor Debian's Fashion-MNIST, so
+# ``python -m study.device pack`` serialises them into one ``NAME.npz`` each, and ``EOT_PACKED_DATASETS`` points
+# here at that folder. A packed dataset replaces the loader of the same name: same split, labels, metadata and
+# fingerprint (a lossy copy gets its own fingerprint). Images are stored either at native size (uint8 arrays, or
+# one encoded image each) or, where native size is too large to carry, already decoded at each resolution the
+# packed runs use (the exact arrays ``load_images`` gives here, losslessly encoded), which is all a run reads.
+PACKED_FORMAT = 1
+LOSSLESS_CODECS = ("npz", "png", "webp-lossless")
+
+
+def packed_datasets_root() -> Path | None:
+    value = os.environ.get("EOT_PACKED_DATASETS")
+    return Path(value) if value else None
+
+
+def packed_file(name: str) -> Path | None:
+    root = packed_datasets_root()
+    if root is None or is_path(name):
+        return None
+    path = root / f"{name}.npz"
+    return path if path.is_file() else None
+
+
+def encode_images(images, codec: str, quality: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images (HW or HWC uint8) -> (concatenated encoded bytes, offsets of each image, n + 1 of them)."""
+    parts, offsets = [], [0]
+    for image in images:
+        array = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+        buffer = io.BytesIO()
+        if codec == "webp-lossless":
+            Image.fromarray(array).save(buffer, "WEBP", lossless=True, quality=100, method=4)
+        elif codec == "png":
+            Image.fromarray(array).save(buffer, "PNG", optimize=True)
+        elif codec == "jpeg":
+            Image.fromarray(array).save(buffer, "JPEG", quality=quality or 95, subsampling=0)
+        else:
+            raise ValueError(f"unknown image codec {codec!r}")
+        parts.append(buffer.getvalue())
+        offsets.append(offsets[-1] + len(parts[-1]))
+    blob = np.frombuffer(b"".join(parts), dtype=np.uint8) if parts else np.zeros(0, np.uint8)
+    return blob, np.array(offsets, dtype=np.int64)
+
+
+def decode_images(blob: np.ndarray, offsets: np.ndarray, channels: int) -> list[np.ndarray]:
+    """Inverse of ``encode_images``: HW arrays for grey (``channels == 1``), HWC for colour."""
+    images = []
+    for start, end in zip(offsets[:-1], offsets[1:]):
+        with Image.open(io.BytesIO(blob[start:end].tobytes())) as image:
+            images.append(np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8))
+    return images
+
+
+def _stack(images: list[np.ndarray], resolution: int, channels: int) -> np.ndarray:
+    if not images:
+        return np.zeros((0, resolution, resolution, channels), np.uint8)
+    stacked = np.stack(images)
+    return stacked[..., None] if stacked.ndim == 3 else stacked
+
+
+def _packed_source(path: Path, name: str) -> _Source:
+    try:
+        stored = np.load(path, allow_pickle=False)
+        meta = json.loads(str(stored["meta"]))
+    except (OSError, ValueError, KeyError) as error:
+        raise DatasetError(f"{path} is not a packed dataset: {error}") from None
+    if meta.get("format") != PACKED_FORMAT or meta.get("name") != name:
+        raise DatasetError(f"{path} is not a format-{PACKED_FORMAT} packed copy of {name!r}")
+    info = DatasetInfo(**meta["info"])
+    codec = meta["codec"]
+
+    def native(split: str) -> list:
+        if codec == "npz":
+            return list(stored[f"{split}_images"])
+        return decode_images(stored[f"{split}_blob"], stored[f"{split}_offsets"], info.channels)
+
+    if meta["scope"] == "native":
+        return _Source(info, native("train"), stored["train_labels"], native("test"), stored["test_labels"],
+                       meta["fingerprint"])
+    resolutions = [int(r) for r in meta["resolutions"]]
+
+    def decoded(resolution: int) -> tuple:
+        if resolution not in resolutions:
+            raise DatasetError(f"the packed copy of {name!r} holds its images at {resolutions} px only "
+                               f"({meta['encoding']}); pack it again for {resolution} px")
+        arrays = []
+        for split in ("train", "test"):
+            key = f"{split}_{resolution}px"
+            images = decode_images(stored[f"{key}_blob"], stored[f"{key}_offsets"], info.channels)
+            arrays += [_stack(images, resolution, info.channels), stored[f"{key}_labels"]]
+        return tuple(arrays)
+
+    return _Source(info, [], stored["train_labels"], [], stored["test_labels"], meta["fingerprint"], decoded)
+
+
 def list_datasets() -> list[str]:
-    return sorted(_REGISTRY)
+    root = packed_datasets_root()
+    packed = {p.stem for p in root.glob("*.npz")} if root is not None and root.is_dir() else set()
+    return sorted(set(_REGISTRY) | packed)
 
 
 def is_path(name: str) -> bool:
@@ -278,9 +382,21 @@ def is_path(name: str) -> bool:
 def _source(name: str) -> _Source:
     if is_path(name):
         return _folder_source(Path(name).resolve())
+    packed = packed_file(name)
+    if packed is not None:
+        return _packed_source(packed, name)
     if name not in _REGISTRY:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}, "
                            "or a folder path in NAME/{train,test}/CLASS/ layout")
+    return _REGISTRY[name]()
+
+
+def original_source(name: str) -> _Source:
+    """The dataset from its own loader (package, Debian files or folder), never a packed copy."""
+    if is_path(name):
+        return _folder_source(Path(name).resolve())
+    if name not in _REGISTRY:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]()
 
 
@@ -296,8 +412,10 @@ def to_square(sample, resolution: int, channels: int) -> np.ndarray:
     else:
         image = Image.open(sample)
         image.load()
-    image = image.convert("L" if channels == 1 else "RGB")
     width, height = image.size
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ValueError(f"{width}x{height} is too elongated to centre-crop (aspect ratio over {MAX_ASPECT_RATIO})")
+    image = image.convert("L" if channels == 1 else "RGB")
     scale = resolution / min(width, height)
     new_size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
     image = image.resize(new_size, Image.Resampling.BICUBIC)
@@ -331,8 +449,11 @@ def load_images(name: str, resolution: int) -> ImageData:
         arrays = [stored[key] for key in ("train_images", "train_labels", "test_images", "test_labels")]
     else:
         skipped: list[str] = []
-        train_x, train_y = _decode(source.train, source.train_labels, resolution, info.channels, skipped)
-        test_x, test_y = _decode(source.test, source.test_labels, resolution, info.channels, skipped)
+        if source.decoded is not None:
+            train_x, train_y, test_x, test_y = source.decoded(resolution)
+        else:
+            train_x, train_y = _decode(source.train, source.train_labels, resolution, info.channels, skipped)
+            test_x, test_y = _decode(source.test, source.test_labels, resolution, info.channels, skipped)
         info.n_skipped_corrupt, info.skipped_files = len(skipped), skipped
         arrays = [train_x, train_y, test_x, test_y]
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -363,3 +484,10 @@ def sample_subset(labels: np.ndarray, images_per_class: int | None, seed: int) -
         order = np.random.default_rng([seed, int(cls)]).permutation(idx)
         chosen.append(order if images_per_class is None else order[:images_per_class])
     return np.sort(np.concatenate(chosen))
+
+
+def native_shorter_side(native_size: str, default: int = 160) -> int:
+    """Shorter side of a recorded native size like '300x300' or '160x160 (1960), ...'."""
+    sizes = [(int(a), int(b)) for a, b in re.findall(r"(\d+)x(\d+)", native_size or "")]
+    return min(sizes[0]) if sizes else default
+

@@ -12,46 +12,55 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "study.duckdb"
 
+# table -> (columns, primary key). Column names here are the only identifiers ever put into SQL text.
 SCHEMA = {
-    "runs": """
-        run_id VARCHAR PRIMARY KEY, grid VARCHAR, dataset VARCHAR, backbone VARCHAR, pretrained BOOLEAN,
-        method VARCHAR, k_label VARCHAR, images_per_class_requested INTEGER, images_per_class INTEGER,
-        k_capped BOOLEAN, seed INTEGER, resolution INTEGER, n_classes INTEGER, n_train INTEGER, n_val INTEGER,
-        n_test INTEGER, accuracy DOUBLE, balanced_accuracy DOUBLE, macro_f1 DOUBLE, hyperparams VARCHAR,
-        n_trials INTEGER, extract_s DOUBLE, fit_s DOUBLE, eval_s DOUBLE, total_s DOUBLE, warmup_s DOUBLE,
-        extract_energy_j DOUBLE, fit_energy_j DOUBLE, eval_energy_j DOUBLE, energy_j DOUBLE,
-        energy_source VARCHAR, images_processed BIGINT, peak_memory_mb DOUBLE, device_type VARCHAR,
-        hardware_id VARCHAR, extraction_id VARCHAR, spec VARCHAR, python_version VARCHAR, torch_version VARCHAR,
-        timm_version VARCHAR, sklearn_version VARCHAR, numpy_version VARCHAR, cuda_version VARCHAR,
-        git_commit VARCHAR, started_at VARCHAR, finished_at VARCHAR""",
-    "trials": """
+    "runs": ("""
+        run_id VARCHAR, grid VARCHAR, dataset VARCHAR, backbone VARCHAR, pretrained BOOLEAN, method VARCHAR,
+        k_label VARCHAR, images_per_class_requested INTEGER, images_per_class INTEGER, k_capped BOOLEAN,
+        seed INTEGER, resolution INTEGER, n_classes INTEGER, n_train INTEGER, n_val INTEGER, n_test INTEGER,
+        accuracy DOUBLE, balanced_accuracy DOUBLE, macro_f1 DOUBLE, hyperparams VARCHAR, n_trials INTEGER,
+        extract_s DOUBLE, fit_s DOUBLE, eval_s DOUBLE, total_s DOUBLE, warmup_s DOUBLE, extract_energy_j DOUBLE,
+        fit_energy_j DOUBLE, eval_energy_j DOUBLE, energy_j DOUBLE, energy_source VARCHAR, images_processed BIGINT,
+        peak_memory_mb DOUBLE, device_type VARCHAR, hardware_id VARCHAR, extraction_id VARCHAR, spec VARCHAR,
+        python_version VARCHAR, torch_version VARCHAR, timm_version VARCHAR, sklearn_version VARCHAR,
+        numpy_version VARCHAR, cuda_version VARCHAR, git_commit VARCHAR, started_at VARCHAR, finished_at VARCHAR""",
+        ('run_id',)),
+    "trials": ("""
         run_id VARCHAR, trial_index INTEGER, learning_rate DOUBLE, steps_planned INTEGER, steps_run INTEGER,
         best_step INTEGER, val_accuracy DOUBLE, val_loss DOUBLE, test_accuracy DOUBLE,
         test_balanced_accuracy DOUBLE, test_macro_f1 DOUBLE, fit_s DOUBLE, eval_s DOUBLE, energy_j DOUBLE,
-        images_processed BIGINT, selected BOOLEAN, PRIMARY KEY (run_id, trial_index)""",
-    "datasets": """
-        name VARCHAR PRIMARY KEY, domain VARCHAR, n_classes INTEGER, class_names VARCHAR, channels INTEGER,
+        images_processed BIGINT, selected BOOLEAN""",
+        ('run_id', 'trial_index')),
+    "datasets": ("""
+        name VARCHAR, domain VARCHAR, n_classes INTEGER, class_names VARCHAR, channels INTEGER,
         native_size VARCHAR, licence VARCHAR, source VARCHAR, split VARCHAR, split_seed INTEGER,
         n_train_pool INTEGER, n_test INTEGER, n_skipped_corrupt INTEGER, skipped_files VARCHAR""",
-    "backbones": """
-        name VARCHAR PRIMARY KEY, timm_arch VARCHAR, pretrained BOOLEAN, params BIGINT, weights_sha256 VARCHAR,
+        ('name',)),
+    "backbones": ("""
+        name VARCHAR, timm_arch VARCHAR, pretrained BOOLEAN, params BIGINT, weights_sha256 VARCHAR,
         package VARCHAR, native_resolution INTEGER""",
-    "hardware": """
-        hardware_id VARCHAR PRIMARY KEY, cpu_model VARCHAR, cpu_count INTEGER, torch_threads INTEGER,
-        memory_gb DOUBLE, gpu_model VARCHAR, gpu_count INTEGER, gpu_memory_gb DOUBLE, device_type VARCHAR""",
-    "extractions": """
-        extraction_id VARCHAR PRIMARY KEY, dataset VARCHAR, backbone VARCHAR, resolution INTEGER,
-        n_images INTEGER, seconds DOUBLE, energy_j DOUBLE, energy_source VARCHAR, warmup_s DOUBLE,
-        peak_memory_mb DOUBLE, images_per_s DOUBLE, hardware_id VARCHAR, created_at VARCHAR""",
-    "failures": """
+        ('name',)),
+    "hardware": ("""
+        hardware_id VARCHAR, cpu_model VARCHAR, cpu_count INTEGER, torch_threads INTEGER, memory_gb DOUBLE,
+        gpu_model VARCHAR, gpu_count INTEGER, gpu_memory_gb DOUBLE, device_type VARCHAR""",
+        ('hardware_id',)),
+    "extractions": ("""
+        extraction_id VARCHAR, dataset VARCHAR, backbone VARCHAR, resolution INTEGER, n_images INTEGER,
+        seconds DOUBLE, energy_j DOUBLE, energy_source VARCHAR, warmup_s DOUBLE, peak_memory_mb DOUBLE,
+        images_per_s DOUBLE, hardware_id VARCHAR, created_at VARCHAR""",
+        ('extraction_id',)),
+    "probes": ("""
+        dataset VARCHAR, backbone VARCHAR, resolution INTEGER, probe_k INTEGER, probe_accuracy DOUBLE,
+        accuracy_by_k VARCHAR, images_used INTEGER, seconds DOUBLE, git_commit VARCHAR, created_at VARCHAR""",
+        ('dataset', 'backbone', 'resolution')),
+    "failures": ("""
         run_id VARCHAR, spec VARCHAR, error VARCHAR, failed_at VARCHAR""",
+        ()),
 }
 # A run's record: the run row plus the rows it references; dimension rows are upserted, run rows never replaced.
 RECORD_TABLES = {"run": "runs", "dataset": "datasets", "backbone": "backbones", "hardware": "hardware",
                  "extraction": "extractions"}
-COLUMNS = {table: [part.split()[0] for part in ddl.replace("\n", " ").split(",")
-                   if part.split() and not part.split()[0].startswith(("PRIMARY", "trial_index)"))]
-           for table, ddl in SCHEMA.items()}
+COLUMNS = {table: [part.split()[0] for part in columns.split(",")] for table, (columns, _) in SCHEMA.items()}
 
 
 class StoreError(RuntimeError):
@@ -87,8 +96,9 @@ class DuckStore:
         except OSError as error:
             raise StoreError(f"cannot create {self.path.parent}: {error.strerror}") from None
         with self._connect() as con:
-            for table, ddl in SCHEMA.items():
-                con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({ddl})")
+            for table, (columns, key) in SCHEMA.items():
+                primary = f", PRIMARY KEY ({', '.join(key)})" if key else ""
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns}{primary})")
 
     def _connect(self):
         deadline = time.monotonic() + self.lock_timeout_s
@@ -132,6 +142,11 @@ class DuckStore:
             except self._duckdb.Error as error:
                 con.execute("ROLLBACK")
                 raise StoreError(f"could not store run {record['run']['run_id']}: {error}") from None
+
+    def write_probe(self, row: dict) -> None:
+        """Store (or replace) a study dataset's probe measurement."""
+        with self._connect() as con:
+            self._insert(con, "probes", row, "OR REPLACE")
 
     def record_failure(self, run_id: str, spec: dict, error: str, failed_at: str) -> None:
         with self._connect() as con:
