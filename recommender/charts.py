@@ -26,6 +26,11 @@ def fe_vs_ft_options(options: pd.DataFrame, recommended: str) -> list[str]:
     return picks
 
 
+def _tooltips(*fields: str) -> list[alt.Tooltip]:
+    """Tooltip channels; explicit channel objects (not shorthand strings) keep chart building fast."""
+    return [alt.Tooltip(field) for field in fields]
+
+
 def learning_curves(curves: pd.DataFrame, images_per_class: int, options: list[str] | None = None) -> alt.Chart:
     """Predicted accuracy against images per class, 80% interval as a band, the user's k as a rule."""
     data = curves if options is None else curves[curves["option"].isin(options)]
@@ -33,15 +38,16 @@ def learning_curves(curves: pd.DataFrame, images_per_class: int, options: list[s
     x = alt.X("images_per_class:Q", scale=alt.Scale(type="log"), title="Images per class (k)")
     colour = alt.Color("option:N", title="Option", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400))
     band = alt.Chart(data).mark_area(opacity=0.15).encode(
-        x=x, y=alt.Y("acc_low:Q", title="Test accuracy", axis=alt.Axis(format="%")), y2="acc_high:Q", color=colour)
+        x=x, y=alt.Y("acc_low:Q", title="Test accuracy", axis=alt.Axis(format="%")), y2=alt.Y2("acc_high:Q"),
+        color=colour)
     line = alt.Chart(data).mark_line(strokeWidth=2.5).encode(
-        x=x, y="acc_median:Q", color=colour, strokeDash=alt.StrokeDash("family:N", title="Family"),
-        tooltip=["option", "images_per_class", alt.Tooltip("acc_low:Q", format=".1%"),
+        x=x, y=alt.Y("acc_median:Q"), color=colour, strokeDash=alt.StrokeDash("family:N", title="Family"),
+        tooltip=[*_tooltips("option:N", "images_per_class:Q"), alt.Tooltip("acc_low:Q", format=".1%"),
                  alt.Tooltip("acc_median:Q", format=".1%"), alt.Tooltip("acc_high:Q", format=".1%")])
     marker = pd.DataFrame({"images_per_class": [images_per_class], "label": [f"your k = {images_per_class:,}"]})
-    rule = alt.Chart(marker).mark_rule(color="black", strokeDash=[4, 3]).encode(x="images_per_class:Q")
+    rule = alt.Chart(marker).mark_rule(color="black", strokeDash=[4, 3]).encode(x=x)
     text = alt.Chart(marker).mark_text(align="left", dx=4, dy=-4, baseline="top").encode(
-        x="images_per_class:Q", y=alt.value(0), text="label:N")
+        x=x, y=alt.YValue(0), text=alt.Text("label:N"))
     return (band + line + rule + text).properties(title="Learning curves (80% interval)", width=520, height=320)
 
 
@@ -53,41 +59,45 @@ def accuracy_vs_cost(options: pd.DataFrame, cost_column: str = "total_usd", budg
         front=options["pareto"].map({True: "Pareto front", False: "dominated"}),
         status=options["feasible"].map({True: "within budgets", False: "breaks a budget"}),
         violated=options["violations"].map(lambda names: ", ".join(names) if len(names) else "none"))
+    data = data[["option", "method", "backbone", "acc_low", "acc_median", "acc_high", *COSTS, "cost_basis",
+                 "family", "front", "status", "violated", "pareto"]]
     positive = data[cost_column][data[cost_column] > 0]
     log_scale = len(positive) == len(data) and positive.max() / positive.min() > 20
     x = alt.X(f"{cost_column}:Q", title=cost_label(cost_column),
               scale=alt.Scale(type="log") if log_scale else alt.Scale(zero=True))
-    tooltip = ["option", "method", "backbone", alt.Tooltip("acc_low:Q", format=".1%"),
+    y = alt.Y("acc_median:Q")
+    tooltip = [*_tooltips("option:N", "method:N", "backbone:N"), alt.Tooltip("acc_low:Q", format=".1%"),
                alt.Tooltip("acc_median:Q", format=".1%"), alt.Tooltip("acc_high:Q", format=".1%"),
                *[alt.Tooltip(f"{column}:Q", title=cost_label(column), format=".3g") for column in COSTS],
-               "cost_basis", alt.Tooltip("violated:N", title="breaks budgets")]
-    base = alt.Chart(data)
-    bars = base.mark_rule(strokeWidth=2, opacity=0.6).encode(
-        x=x, y=alt.Y("acc_low:Q", title="Predicted test accuracy", axis=alt.Axis(format="%")), y2="acc_high:Q",
-        color=alt.Color("family:N", scale=alt.Scale(domain=list(FAMILY_COLOURS), range=list(FAMILY_COLOURS.values())),
-                        title="Family"))
-    points = base.mark_point(size=110, filled=True).encode(
-        x=x, y="acc_median:Q", color="family:N",
+               alt.Tooltip("cost_basis:N"), alt.Tooltip("violated:N", title="breaks budgets")]
+    family_colour = alt.Color("family:N", title="Family",
+                              scale=alt.Scale(domain=list(FAMILY_COLOURS), range=list(FAMILY_COLOURS.values())))
+    bars = alt.Chart(data).mark_rule(strokeWidth=2, opacity=0.6).encode(
+        x=x, y=alt.Y("acc_low:Q", title="Predicted test accuracy", axis=alt.Axis(format="%")),
+        y2=alt.Y2("acc_high:Q"), color=family_colour)
+    points = alt.Chart(data).mark_point(size=110, filled=True).encode(
+        x=x, y=y, color=family_colour,
         shape=alt.Shape("status:N", title="Budgets",
                         scale=alt.Scale(domain=["within budgets", "breaks a budget"], range=["circle", "cross"])),
         opacity=alt.Opacity("front:N", title="", scale=alt.Scale(domain=["Pareto front", "dominated"],
                                                                 range=[1.0, 0.35])),
         tooltip=tooltip)
-    front = base.transform_filter(alt.datum.pareto).mark_line(color="black", strokeWidth=1.5, interpolate="step-after"
-                                                               ).encode(x=x, y="acc_median:Q", order=f"{cost_column}:Q")
+    front = alt.Chart(data[data["pareto"]]).mark_line(color="black", strokeWidth=1.5, interpolate="step-after"
+                                                      ).encode(x=x, y=y, order=alt.Order(f"{cost_column}:Q"))
     layers = [bars, front, points]
     if recommended is not None:
-        layers.append(base.transform_filter(alt.datum.option == recommended).mark_point(
-            size=420, color="black", strokeWidth=2).encode(x=x, y="acc_median:Q"))
-        layers.append(base.transform_filter(alt.datum.option == recommended).mark_text(
-            dy=-16, fontWeight="bold").encode(x=x, y="acc_median:Q", text=alt.value("recommended")))
+        chosen = data[data["option"] == recommended]
+        layers.append(alt.Chart(chosen).mark_point(size=420, color="black", strokeWidth=2).encode(x=x, y=y))
+        layers.append(alt.Chart(chosen).mark_text(dy=-16, fontWeight="bold").encode(
+            x=x, y=y, text=alt.TextValue("recommended")))
     if budget is not None:
         line = pd.DataFrame({cost_column: [budget], "label": [f"budget {budget:g}"]})
         layers.append(alt.Chart(line).mark_rule(color="red", strokeDash=[6, 3], strokeWidth=2).encode(x=x))
         layers.append(alt.Chart(line).mark_text(color="red", align="left", dx=4, baseline="top").encode(
-            x=x, y=alt.value(0), text="label:N"))
-    return alt.layer(*layers).properties(title=f"Accuracy vs {COSTS[cost_column][0].lower()} (Pareto front in black)",
-                                         width=520, height=320)
+            x=x, y=alt.YValue(0), text=alt.Text("label:N")))
+    front_of = "" if cost_column == "total_usd" else " of accuracy vs money"
+    return alt.layer(*layers).properties(
+        title=f"Accuracy vs {COSTS[cost_column][0].lower()} (Pareto front{front_of} in black)", width=520, height=320)
 
 
 def cost_breakdown_frame(options: pd.DataFrame, budgets: dict[str, float] | None = None) -> pd.DataFrame:
@@ -113,8 +123,8 @@ def cost_breakdown(options: pd.DataFrame, budgets: dict[str, float] | None = Non
     bars = alt.Chart().mark_bar().encode(
         x=alt.X("sum(value):Q", title=None), y=alt.Y("option:N", title=None, axis=alt.Axis(labelLimit=260)),
         color=alt.Color("component:N", title="Component"),
-        tooltip=["option", "component", alt.Tooltip("value:Q", format=".3g")])
-    rule = alt.Chart().mark_rule(color="red", strokeDash=[6, 3], strokeWidth=2).encode(x="mean(budget):Q")
+        tooltip=[*_tooltips("option:N", "component:N"), alt.Tooltip("value:Q", format=".3g")])
+    rule = alt.Chart().mark_rule(color="red", strokeDash=[6, 3], strokeWidth=2).encode(x=alt.X("mean(budget):Q"))
     return alt.layer(bars, rule, data=data).properties(width=240, height=alt.Step(18)).facet(
         facet=alt.Facet("measure:N", title=None, sort=[cost_label(c) for c in
                                                         ("total_usd", "time_h", "energy_kwh", "co2_kg",
@@ -129,8 +139,8 @@ def evidence_accuracy_by_k(runs: pd.DataFrame) -> alt.Chart:
     y = alt.Y("accuracy:Q", axis=alt.Axis(format="%"), title="Test accuracy")
     colour = alt.Color("method:N", title="Method")
     dots = alt.Chart().mark_circle(opacity=0.35, size=25).encode(x=x, y=y, color=colour,
-                                                                  tooltip=list(data.columns))
-    lines = alt.Chart().mark_line().encode(x=x, y="mean(accuracy):Q", color=colour,
+                                                                  tooltip=_tooltips(*data.columns))
+    lines = alt.Chart().mark_line().encode(x=x, y=alt.Y("mean(accuracy):Q"), color=colour,
                                            strokeDash=alt.StrokeDash("backbone:N", title="Backbone"))
     return alt.layer(dots, lines, data=data).properties(width=260, height=200).facet(
         facet=alt.Facet("dataset:N", title=None), columns=3).properties(title="Measured accuracy by k")
@@ -144,7 +154,7 @@ def evidence_accuracy_vs_time(runs: pd.DataFrame) -> alt.Chart:
         x=alt.X("total_s:Q", scale=alt.Scale(type="log"), title="Wall time per run (s)"),
         y=alt.Y("accuracy:Q", axis=alt.Axis(format="%"), title="Test accuracy"),
         color=alt.Color("method:N", title="Method"), shape=alt.Shape("dataset:N", title="Dataset"),
-        tooltip=list(data.columns)).properties(title="Accuracy vs wall time, every run", width=520, height=300)
+        tooltip=_tooltips(*data.columns)).properties(title="Accuracy vs wall time, every run", width=520, height=300)
 
 
 _fonts_registered = False
