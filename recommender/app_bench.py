@@ -26,6 +26,7 @@ from recommender.guidelines import derive
 from recommender.hardware import HARDWARE
 from recommender.presentation import budget_checks, evidence_summary, options_table
 from recommender.questionnaire import DOMAINS, Questionnaire
+from recommender.ui import TABLES
 
 TARGETS_S = {"submit p95": 0.200, "cold start": 5.0, "pdf": 2.0}
 LINK = "?n_classes=6&images_per_class=10&domain=textures&hardware=l4&budget_money_usd=400"
@@ -136,8 +137,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=60, help="questionnaires for the submit timing")
     parser.add_argument("--cold-rounds", type=int, default=3, help="fresh servers for the cold-start timing")
     args = parser.parse_args(argv)
-    tables = load_tables(args.db, tables=("runs", "trials", "datasets", "backbones", "hardware", "extractions",
-                                          "failures"))
+    tables = load_tables(args.db, tables=TABLES)
     started = time.perf_counter()
     advisor = Advisor().fit(tables)
     print(f"evidence: {len(tables['runs'])} runs; advisor fitted in {time.perf_counter() - started:.2f} s; "

@@ -37,18 +37,25 @@ def learning_curves(curves: pd.DataFrame, images_per_class: int, options: list[s
     data = data.assign(family=data["method"].map(family))
     x = alt.X("images_per_class:Q", scale=alt.Scale(type="log"), title="Images per class (k)")
     colour = alt.Color("option:N", title="Option", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400))
-    band = alt.Chart(data).mark_area(opacity=0.15).encode(
+    band = alt.Chart().mark_area(opacity=0.15).encode(
         x=x, y=alt.Y("acc_low:Q", title="Test accuracy", axis=alt.Axis(format="%")), y2=alt.Y2("acc_high:Q"),
         color=colour)
-    line = alt.Chart(data).mark_line(strokeWidth=2.5).encode(
+    line = alt.Chart().mark_line(strokeWidth=2.5).encode(
         x=x, y=alt.Y("acc_median:Q"), color=colour, strokeDash=alt.StrokeDash("family:N", title="Family"),
         tooltip=[*_tooltips("option:N", "images_per_class:Q"), alt.Tooltip("acc_low:Q", format=".1%"),
                  alt.Tooltip("acc_median:Q", format=".1%"), alt.Tooltip("acc_high:Q", format=".1%")])
-    marker = pd.DataFrame({"images_per_class": [images_per_class], "label": [f"your k = {images_per_class:,}"]})
-    rule = alt.Chart(marker).mark_rule(color="black", strokeDash=[4, 3]).encode(x=x)
-    text = alt.Chart(marker).mark_text(align="left", dx=4, dy=-4, baseline="top").encode(
-        x=x, y=alt.YValue(0), text=alt.Text("label:N"))
-    return (band + line + rule + text).properties(title="Learning curves (80% interval)", width=520, height=320)
+    marker = _vertical_rule(images_per_class, f"your k = {images_per_class:,}", "black", [4, 3])
+    return alt.layer(band, line, *marker, data=data).properties(title="Learning curves (80% interval)", width=520,
+                                                                height=320)
+
+
+def _vertical_rule(x: float, label: str, colour: str, dash: list[int]) -> list[alt.Chart]:
+    """A labelled vertical line at a data value; its own one-row data, so it is drawn once."""
+    one_row = alt.Data(values=[{}])
+    rule = alt.Chart(one_row).mark_rule(color=colour, strokeDash=dash, strokeWidth=2).encode(x=alt.XDatum(x))
+    text = alt.Chart(one_row).mark_text(color=colour, align="left", dx=4, dy=4, baseline="top").encode(
+        x=alt.XDatum(x), y=alt.YValue(0), text=alt.TextValue(label))
+    return [rule, text]
 
 
 def accuracy_vs_cost(options: pd.DataFrame, cost_column: str = "total_usd", budget: float | None = None,
@@ -72,31 +79,27 @@ def accuracy_vs_cost(options: pd.DataFrame, cost_column: str = "total_usd", budg
                alt.Tooltip("cost_basis:N"), alt.Tooltip("violated:N", title="breaks budgets")]
     family_colour = alt.Color("family:N", title="Family",
                               scale=alt.Scale(domain=list(FAMILY_COLOURS), range=list(FAMILY_COLOURS.values())))
-    bars = alt.Chart(data).mark_rule(strokeWidth=2, opacity=0.6).encode(
+    bars = alt.Chart().mark_rule(strokeWidth=2, opacity=0.6).encode(
         x=x, y=alt.Y("acc_low:Q", title="Predicted test accuracy", axis=alt.Axis(format="%")),
         y2=alt.Y2("acc_high:Q"), color=family_colour)
-    points = alt.Chart(data).mark_point(size=110, filled=True).encode(
+    points = alt.Chart().mark_point(size=110, filled=True).encode(
         x=x, y=y, color=family_colour,
         shape=alt.Shape("status:N", title="Budgets",
                         scale=alt.Scale(domain=["within budgets", "breaks a budget"], range=["circle", "cross"])),
         opacity=alt.Opacity("front:N", title="", scale=alt.Scale(domain=["Pareto front", "dominated"],
                                                                 range=[1.0, 0.35])),
         tooltip=tooltip)
-    front = alt.Chart(data[data["pareto"]]).mark_line(color="black", strokeWidth=1.5, interpolate="step-after"
-                                                      ).encode(x=x, y=y, order=alt.Order(f"{cost_column}:Q"))
+    front = alt.Chart().transform_filter(alt.FieldEqualPredicate(field="pareto", equal=True)).mark_line(
+        color="black", strokeWidth=1.5, interpolate="step-after").encode(x=x, y=y, order=alt.Order(f"{cost_column}:Q"))
     layers = [bars, front, points]
     if recommended is not None:
-        chosen = data[data["option"] == recommended]
-        layers.append(alt.Chart(chosen).mark_point(size=420, color="black", strokeWidth=2).encode(x=x, y=y))
-        layers.append(alt.Chart(chosen).mark_text(dy=-16, fontWeight="bold").encode(
-            x=x, y=y, text=alt.TextValue("recommended")))
+        chosen = alt.Chart().transform_filter(alt.FieldEqualPredicate(field="option", equal=recommended))
+        layers.append(chosen.mark_point(size=420, color="black", strokeWidth=2).encode(x=x, y=y))
+        layers.append(chosen.mark_text(dy=-16, fontWeight="bold").encode(x=x, y=y, text=alt.TextValue("recommended")))
     if budget is not None:
-        line = pd.DataFrame({cost_column: [budget], "label": [f"budget {budget:g}"]})
-        layers.append(alt.Chart(line).mark_rule(color="red", strokeDash=[6, 3], strokeWidth=2).encode(x=x))
-        layers.append(alt.Chart(line).mark_text(color="red", align="left", dx=4, baseline="top").encode(
-            x=x, y=alt.YValue(0), text=alt.Text("label:N")))
+        layers += _vertical_rule(budget, f"budget {budget:g}", "red", [6, 3])
     front_of = "" if cost_column == "total_usd" else " of accuracy vs money"
-    return alt.layer(*layers).properties(
+    return alt.layer(*layers, data=data).properties(
         title=f"Accuracy vs {COSTS[cost_column][0].lower()} (Pareto front{front_of} in black)", width=520, height=320)
 
 
@@ -160,7 +163,7 @@ def evidence_accuracy_vs_time(runs: pd.DataFrame) -> alt.Chart:
 _fonts_registered = False
 
 
-def to_png(chart: alt.TopLevelMixin, scale: float = 2.0) -> bytes:
+def to_png(chart: alt.TopLevelMixin, scale: float = 1.5) -> bytes:
     """PNG of a chart for the PDF reports, rendered offline with DejaVu so CO₂ shows."""
     global _fonts_registered
     import vl_convert

@@ -159,5 +159,5 @@ def chart_pngs(advice, cost_column: str = "total_usd") -> dict[str, bytes]:
                                                                 shown)),
         "Accuracy vs cost": charts.to_png(charts.accuracy_vs_cost(advice.options, cost_column,
                                                                   budgets.get(budget_name), advice.recommended)),
-        "Cost breakdown": charts.to_png(charts.cost_breakdown(advice.options, budgets), scale=1.5),
+        "Cost breakdown": charts.to_png(charts.cost_breakdown(advice.options, budgets)),
     }

@@ -22,7 +22,7 @@ from recommender.hardware import HARDWARE
 from recommender.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, format_number
 from recommender.questionnaire import BUDGET_FIELDS, DOMAINS, Questionnaire, QuestionnaireError
 
-TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "failures")
+TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probes", "failures")
 EVIDENCE_TTL_S = 300
 ASSUMPTION_PREFIX = "a_"  # query parameters of edited assumptions: a_pue=1.2
 _EVIDENCE_KEY = "_evidence"
@@ -174,7 +174,7 @@ def assumptions_to_query(assumptions: Assumptions) -> dict[str, str]:
 
 def share_link(answers: Questionnaire, assumptions: Assumptions) -> str:
     """The URL that reopens this page with these answers and assumptions."""
-    base = (st.context.url or "").split("?")[0] or "/advisor"
+    base = (st.context.url or "").split("?")[0] or "/"
     return f"{base}?{urlencode({**answers.to_query(), **assumptions_to_query(assumptions)})}"
 
 
@@ -216,8 +216,8 @@ def questionnaire_form(initial: Questionnaire) -> Questionnaire | None:
             probe_accuracy = st.number_input(
                 QUESTION_LABELS["probe_accuracy"] + " (0 to 1, optional)", value=initial.probe_accuracy, step=0.01,
                 format="%g", placeholder="not measured", key="q_probe_accuracy",
-                help="Accuracy of a linear probe (mobilenetv2_100 features, 10 images per class) on your images; "
-                     "it narrows the prediction.")
+                help="The k=10 accuracy that `python -m study.probe YOUR_IMAGES` measures in about a minute of CPU; "
+                     "it conditions the prediction on your own data.")
         submitted = st.form_submit_button("Recommend", type="primary")
     if not submitted:
         return None
