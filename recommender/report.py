@@ -106,7 +106,7 @@ def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, st
     row = advice.recommended_row
     doc.heading(f"Recommended: {advice.recommended}")
     doc.paragraph(f"Predicted test accuracy {format_interval(row['acc_low'], row['acc_median'], row['acc_high'])}.")
-    doc.paragraph("Predicted costs: " + "; ".join(f"{COSTS[column][0].lower()} {format_amount(column, row[column])}"
+    doc.paragraph("Predicted costs: " + "; ".join(f"{COSTS[column][0]} {format_amount(column, row[column])}"
                                                   for column in COSTS) + f". Costs are {row['cost_basis']}.")
     checks = budget_checks(advice)
     if checks.empty:
@@ -126,7 +126,11 @@ def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, st
         doc.chart(title, png)
     doc.add_page()
     doc.heading("Every option")
-    doc.table(options_table(advice.options), size=6)
+    options = options_table(advice.options)
+    if options["cost basis"].nunique() == 1:  # say it once rather than in every row
+        doc.paragraph(f"Costs of every option are {options['cost basis'].iloc[0]}.", size=8)
+        options = options.drop(columns="cost basis")
+    doc.table(options, size=6)
     doc.heading("Assumptions")
     doc.table(assumptions_table(advice.assumptions, defaults, sources), col_widths=(40, 18, 22, 100), size=7)
     doc.heading("Evidence")
