@@ -82,6 +82,7 @@ st.markdown("#### Every option")
 st.dataframe(options_table(advice.options), hide_index=True)
 
 summary = evidence_summary(evidence.tables)
+ui.warm_pdf_renderer()
 link = ui.share_link(answers, assumptions)
 pdf_column, csv_column = st.columns(2)
 pdf_column.download_button(

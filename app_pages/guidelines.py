@@ -15,5 +15,6 @@ for number, guideline in enumerate(guidelines, start=1):
         if guideline.numbers:
             st.dataframe(numbers_table(guideline.numbers), hide_index=True)
 summary = evidence_summary(evidence.tables)
+ui.warm_pdf_renderer()
 st.download_button("Download the guidelines (PDF)", on_click="ignore", file_name="extract-or-tune-guidelines.pdf",
                    mime="application/pdf", data=lambda: report.guidelines_document(guidelines, summary))

@@ -173,3 +173,8 @@ def to_png(chart: alt.TopLevelMixin, scale: float = 1.5) -> bytes:
         _fonts_registered = True
     spec = chart.configure(font="DejaVu Sans").to_dict()
     return vl_convert.vegalite_to_png(spec, vl_version=VEGALITE_VERSION, scale=scale)
+
+
+def warm_up_renderer() -> None:
+    """Start vl-convert's JavaScript engine (about a second on first use) before a PDF is asked for."""
+    to_png(alt.Chart(alt.Data(values=[{"x": 1}])).mark_point().encode(x=alt.X("x:Q")), scale=1.0)

@@ -6,6 +6,7 @@ read (a writer holds it and no snapshot works) the last good copy keeps the app 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,6 +116,17 @@ def _guidelines(fingerprint: str, _tables: dict) -> list:
 
 def guidelines(current: Evidence) -> list:
     return _guidelines(current.fingerprint, current.tables)
+
+
+@st.cache_resource
+def warm_pdf_renderer() -> threading.Thread:
+    """Once per server: start the chart renderer in the background while the user reads the page, so the first
+    PDF download does not pay for it."""
+    from recommender.charts import warm_up_renderer
+
+    thread = threading.Thread(target=warm_up_renderer, name="warm-pdf-renderer", daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_data(ttl=EVIDENCE_TTL_S)
