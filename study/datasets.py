@@ -457,7 +457,8 @@ def load_images(name: str, resolution: int) -> ImageData:
         info.n_skipped_corrupt, info.skipped_files = len(skipped), skipped
         arrays = [train_x, train_y, test_x, test_y]
         cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(cache.name + ".partial.npz")
+        # A name of its own: parallel workers (Ray tasks of other backbones) may decode the same dataset at once.
+        partial = cache.with_name(f"{cache.name}.{os.getpid()}-{os.urandom(4).hex()}.partial.npz")
         np.savez(partial, train_images=train_x, train_labels=train_y, test_images=test_x, test_labels=test_y,
                  info=json.dumps({"n_skipped_corrupt": len(skipped), "skipped_files": skipped}))
         os.replace(partial, cache)
