@@ -106,9 +106,11 @@ class DuckStore:
             try:
                 return self._duckdb.connect(str(self.path))
             except self._duckdb.IOException as error:
-                if "lock" not in str(error).lower() or time.monotonic() > deadline:
-                    raise StoreError(f"cannot open {self.path} for writing: {error}. Is another study.run "
-                                     "writing to it? Only one process may write at a time.") from None
+                if "lock" not in str(error).lower():
+                    raise StoreError(f"cannot open {self.path} for writing: {error}") from None
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{self.path} is in use by another process ({error}); only one study.run may "
+                                     "write at a time: wait for it to finish, or use --db for a separate file") from None
                 time.sleep(0.2)
 
     def stored_run_ids(self) -> set[str]:
@@ -140,7 +142,10 @@ class DuckStore:
                 con.execute("COMMIT")
                 return True
             except self._duckdb.Error as error:
-                con.execute("ROLLBACK")
+                try:
+                    con.execute("ROLLBACK")
+                except self._duckdb.Error:
+                    pass  # a failed COMMIT has already ended the transaction
                 raise StoreError(f"could not store run {record['run']['run_id']}: {error}") from None
 
     def write_probe(self, row: dict) -> None:
