@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "study.duckdb"
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB file
 REGENERATE_COMMAND = "python -m study.run --grid cpu-smoke"
 
 
@@ -24,9 +25,10 @@ def _read_tables(path: Path, tables: tuple[str, ...]) -> dict[str, pd.DataFrame]
         return {t: con.execute(f"SELECT * FROM {t}").df() if t in present else pd.DataFrame() for t in tables}
 
 
-def load_tables(db: str | Path = DEFAULT_DB,
-                tables: tuple[str, ...] = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probes"),
-                retries: int = 5) -> dict[str, pd.DataFrame]:
+TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probes")
+
+
+def load_tables(db: str | Path = DEFAULT_DB, tables: tuple[str, ...] = TABLES, retries: int = 5) -> dict[str, pd.DataFrame]:
     """All evidence tables as DataFrames.
 
     DuckDB lets one process write a file at a time; while ``study.run`` holds it, reading is retried and then
@@ -35,16 +37,25 @@ def load_tables(db: str | Path = DEFAULT_DB,
     import duckdb
 
     path = Path(db)
-    if not path.exists():
+    if not path.is_file():
         raise EvidenceError(f"No evidence database at {path}. Generate it with: {REGENERATE_COMMAND}")
+    with open(path, "rb") as handle:
+        if handle.read(12)[8:] != DUCKDB_MAGIC:  # else it would be retried as if a writer held it
+            raise EvidenceError(f"{path} is not a DuckDB database. Regenerate it with: {REGENERATE_COMMAND}")
     last_error = None
     for attempt in range(retries):
         try:
             result = _read_tables(path, tables)
             break
-        except duckdb.IOException as error:  # locked by a writer
-            last_error = error
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise EvidenceError(f"{path} cannot be read ({error}). Regenerate it with: {REGENERATE_COMMAND}") \
+                    from None
+            last_error = error  # a writer holds it: retry, then read a snapshot
             time.sleep(0.1 * (attempt + 1))
+        except duckdb.Error as error:  # a damaged file
+            raise EvidenceError(f"{path} cannot be read as a DuckDB database ({error}). "
+                                f"Regenerate it with: {REGENERATE_COMMAND}") from None
     else:
         with tempfile.TemporaryDirectory() as folder:
             snapshot = Path(folder) / path.name

@@ -9,7 +9,6 @@ import math
 import threading
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlencode
 
@@ -18,7 +17,7 @@ import streamlit as st
 
 from recommender.carbon import REGIONS
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
-from recommender.evidence import REGENERATE_COMMAND, EvidenceError, load_tables
+from recommender.evidence import EvidenceError, load_tables
 from recommender.hardware import HARDWARE
 from recommender.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, format_number
 from recommender.questionnaire import BUDGET_FIELDS, DOMAINS, Questionnaire, QuestionnaireError
@@ -39,23 +38,9 @@ class Evidence:
     notice: str | None = None  # set while an older copy is served
 
 
-DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB file
-
-
 @st.cache_resource(ttl=EVIDENCE_TTL_S, show_spinner="Reading the evidence...")
 def _read_tables(db_path: str) -> dict:
-    import duckdb
-
-    path = Path(db_path)
-    if path.is_file():
-        with open(path, "rb") as handle:
-            if handle.read(12)[8:] != DUCKDB_MAGIC:  # else it would be retried as if a writer held it
-                raise EvidenceError(f"{db_path} is not a DuckDB database. Regenerate it with: {REGENERATE_COMMAND}")
-    try:
-        return load_tables(db_path, tables=TABLES)
-    except duckdb.Error as error:  # a damaged file
-        raise EvidenceError(f"{db_path} cannot be read as a DuckDB database ({error}). "
-                            f"Regenerate it with: {REGENERATE_COMMAND}") from None
+    return load_tables(db_path, tables=TABLES)
 
 
 @st.cache_resource
