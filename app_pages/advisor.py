@@ -16,6 +16,7 @@ linked_assumptions, assumption_messages = ui.assumptions_from_link(params)
 for message in link_messages + assumption_messages:
     st.warning(message)
 
+ui.probe_panel()
 submitted = ui.questionnaire_form(linked)
 assumptions = ui.assumptions_editor(linked_assumptions)
 if submitted is not None:
@@ -63,6 +64,10 @@ with st.container(border=True):
 
 st.markdown("#### Why")
 st.markdown("\n".join(f"- {line}" for line in advice.rationale))
+probe_effect = ui.probe_comparison(ui.advisor(evidence), answers, assumptions)
+if probe_effect is not None:
+    st.markdown("#### What your probe changed (predicted accuracy, 80% interval)")
+    st.dataframe(probe_effect, hide_index=True)
 
 budget_columns = [BUDGET_COLUMNS[name] for name in answers.budgets]
 cost_column = st.selectbox("Cost axis", list(COSTS), format_func=cost_label, key="cost_axis",

@@ -262,3 +262,73 @@ def assumptions_editor(initial: Assumptions) -> Assumptions:
 def _automatic_placeholder(name: str) -> str:
     return {"price_usd_per_h": "the hardware's price", "grid_gco2_per_kwh": "the region's intensity",
             "ft_trials": "from the evidence"}.get(name, "")
+
+
+# --- bring your own data: the probe ---------------------------------------------------------------------------
+
+def _local_server() -> bool:
+    """Folder paths are offered only when the app serves this machine alone (the default binding)."""
+    return str(st.get_option("server.address") or "localhost") in ("localhost", "127.0.0.1", "::1")
+
+
+def probe_panel() -> None:
+    """Upload a .zip (or name a local folder) of your images; the probe's measurements fill the form."""
+    import tempfile
+    from pathlib import Path
+
+    from study.probe import probe
+    from study.upload import MAX_UPLOAD_BYTES, UploadError
+
+    with st.expander("Measure your own images (a quick CPU probe, about a minute)"):
+        st.caption("Layout `CLASS/*.jpg` or `train/CLASS/*.jpg`. At most 30 images per class and 300 in all are "
+                   f"used; uploads up to {min(MAX_UPLOAD_BYTES, st.get_option('server.maxUploadSize') * 2**20) // 2**20}"
+                   " MiB. Nothing of the upload is kept.")
+        upload = st.file_uploader("A .zip of your images", type=["zip"], key="probe_zip")
+        folder = st.text_input("…or a folder on this machine", key="probe_folder") if _local_server() else ""
+        if not st.button("Probe my images", disabled=upload is None and not folder):
+            if "probe_result" in st.session_state:
+                st.success(st.session_state["probe_result"].summary())
+            return
+        bar = st.progress(0.0, text="starting")
+        with tempfile.TemporaryDirectory(prefix="eot-probe-") as scratch:
+            try:
+                if upload is not None:
+                    source = Path(scratch) / "upload.zip"
+                    source.write_bytes(upload.getvalue())
+                else:
+                    source = Path(folder).expanduser()
+                result = probe(source, progress=lambda fraction, message: bar.progress(min(1.0, fraction), message))
+            except UploadError as error:
+                bar.empty()
+                st.error(f"The probe could not use these images: {error}")
+                return
+        st.session_state["probe_result"] = result
+        # Fill the questionnaire with what was measured (widget keys set before the form is drawn).
+        st.session_state.update(q_probe_accuracy=round(result.probe_accuracy, 4), q_n_classes=result.n_classes,
+                                q_image_size_px=result.image_size_px, q_colour=result.colour)
+        st.success(result.summary())
+        skipped = [f"{result.skipped_non_image} non-image file(s)"] if result.skipped_non_image else []
+        skipped += [f"{result.skipped_links} link(s)"] if result.skipped_links else []
+        if skipped:
+            st.caption("Skipped: " + ", ".join(skipped) + ".")
+        for line in result.unreadable[:20]:
+            st.warning(f"Unreadable image skipped: {line}")
+        st.info("The form below now holds the measured classes, image size, colour and probe accuracy: press "
+                "**Recommend**.")
+
+
+def probe_comparison(advisor, answers: Questionnaire, assumptions: Assumptions) -> pd.DataFrame | None:
+    """How the probe changed the advice: each option's interval without and with the measured probe."""
+    if answers.probe_accuracy is None:
+        return None
+    with_probe = advisor.advise(answers, assumptions).options.set_index("option")
+    without = advisor.advise(replace(answers, probe_accuracy=None), assumptions).options.set_index("option")
+    frame = pd.DataFrame({
+        "questionnaire only": [f"{a:.0%} ({lo:.0%}–{hi:.0%})" for a, lo, hi in
+                               zip(without["acc_median"], without["acc_low"], without["acc_high"])],
+        "with your probe": [f"{a:.0%} ({lo:.0%}–{hi:.0%})" for a, lo, hi in
+                            zip(with_probe.loc[without.index, "acc_median"], with_probe.loc[without.index, "acc_low"],
+                                with_probe.loc[without.index, "acc_high"])],
+    }, index=without.index)
+    frame.index.name = "option"
+    return frame.reset_index()

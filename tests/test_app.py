@@ -175,3 +175,36 @@ def _empty_db(path: Path) -> Path:
 def _not_a_db(path: Path) -> Path:
     path.write_text("not a database")
     return path
+
+
+def test_probing_a_local_folder_fills_the_form_and_shows_what_changed(app, tmp_path):
+    import shutil
+
+    from study.datasets import shared_datasets_root
+
+    folder = tmp_path / "mine"
+    for cls in ("daisy", "rose", "tulip"):
+        (folder / cls).mkdir(parents=True)
+        for source in sorted((shared_datasets_root() / "flowers5" / "train" / cls).glob("*.jpg"))[:12]:
+            shutil.copy(source, folder / cls)
+    at = app()
+    at.text_input(key="probe_folder").set_value(str(folder)).run()
+    next(b for b in at.button if b.label == "Probe my images").click().run()
+    no_crash(at)
+    assert any("Probe accuracy (k=10)" in s.value for s in at.success)
+    measured = at.number_input(key="q_probe_accuracy").value
+    assert 0 < measured <= 1 and at.number_input(key="q_n_classes").value == 3
+    at.button(key=SUBMIT).click().run()
+    no_crash(at)
+    assert recommendation(at)
+    assert any("What your probe changed" in m.value for m in at.markdown)
+    assert at.query_params["probe_accuracy"] == f"{measured:g}"
+
+
+def test_probing_a_folder_with_one_class_gives_a_message(app, tmp_path):
+    (tmp_path / "only" / "daisy").mkdir(parents=True)
+    at = app()
+    at.text_input(key="probe_folder").set_value(str(tmp_path / "only")).run()
+    next(b for b in at.button if b.label == "Probe my images").click().run()
+    no_crash(at)
+    assert any("could not use these images" in e.value for e in at.error)
