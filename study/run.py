@@ -6,6 +6,8 @@ Examples:
   python -m study.run --grid cpu --datasets flowers5,elpv --methods fe_linear
   python -m study.run --grid gpu --results-dir out/   # no duckdb here: one JSON file per run
   python -m study.run ingest out/ [--db data/study.duckdb]
+  python -m study.run --grid gpu --results-dir out/ --exclude-run-ids ids.txt --time-budget-s 420
+  python -m study.run --grid gpu --executor ray --address HEAD:6379   # fan out over a Ray cluster
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from study.backbones import BackboneError
 from study.datasets import DatasetError
+from study.executors import ExecutorError, executor_names, get_executor
 from study.grid import DEFAULT_GRID_FILE, GridError, grid_specs
 from study.store import DEFAULT_DB, StoreError, ingest, open_store
 
@@ -39,10 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resolution", type=int, help="override the grid's resolution (pixels)")
     parser.add_argument("--plan", action="store_true", help="list the runs still to do with estimated cost; run nothing")
     parser.add_argument("--max-runs", type=int, help="stop after this many new runs (the rest resume later)")
+    parser.add_argument("--exclude-run-ids", metavar="FILE",
+                        help="file of run_ids (one a line, '#' comments) to skip as done elsewhere, e.g. the "
+                             "runs already in the local DuckDB when this runs on a device machine")
+    parser.add_argument("--time-budget-s", type=float, metavar="S",
+                        help="start no new run after S seconds (a started run finishes; the rest resume later)")
     parser.add_argument("--db", default=str(DEFAULT_DB), help=f"DuckDB file (default: {DEFAULT_DB})")
     parser.add_argument("--results-dir", help="write one JSON file per run here instead of DuckDB")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--executor", default="local", choices=executor_names(),
+                        help="local: one run after another here (default); ray: one task per dataset x backbone "
+                             "on a Ray cluster, results stored here")
+    parser.add_argument("--address", help="Ray cluster to join (HEAD:6379; default $RAY_ADDRESS, else a local "
+                                          "Ray instance on 127.0.0.1); --executor ray only")
+    parser.add_argument("--ray-cpus-per-task", type=int, metavar="N",
+                        help="CPUs a Ray task asks for (default: --threads or 1; GPU tasks also ask for 1 GPU)")
+    parser.add_argument("--ray-max-retries", type=int, metavar="N",
+                        help="Ray retries of a task whose worker or node died (default 2); then its runs go to "
+                             "failures")
     parser.add_argument("--log-file", help="log file (default: logs/study-<time>.log)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -62,11 +80,20 @@ def _setup_logging(log_file: str | None) -> Path:
     return path
 
 
-def _plan(specs, store, device_type: str) -> None:
+def read_run_ids(path: str | Path) -> set[str]:
+    """run_ids listed one a line; blank lines and '#' comments ignored."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as error:
+        raise StoreError(f"cannot read run_ids from {path}: {error.strerror}") from None
+    return {line.split("#", 1)[0].strip() for line in lines} - {""}
+
+
+def _plan(specs, store, device_type: str, exclude: set[str] = frozenset()) -> None:
     from study.datasets import load_images
     from study.grid import estimate_seconds
 
-    stored = store.stored_run_ids()
+    stored = store.stored_run_ids() | set(exclude)
     pending = [spec for spec in specs if spec.run_id not in stored]
     shapes = {}
     total = 0.0
@@ -108,20 +135,24 @@ def main(argv: list[str] | None = None) -> int:
             print("error: the grid and filters select no runs", file=sys.stderr)
             return 2
         store = open_store(args.db, args.results_dir)
+        exclude = read_run_ids(args.exclude_run_ids) if args.exclude_run_ids else set()
         import torch
 
-        from study.runner import resolve_device, run_specs
+        from study.runner import resolve_device
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        device = resolve_device(args.device)
         if args.plan:
-            _plan(specs, store, device.type)
+            _plan(specs, store, resolve_device(args.device).type, exclude)
             return 0
+        executor = get_executor(args.executor)
         log_path = _setup_logging(args.log_file)
         print(f"log: {log_path}", file=sys.stderr)
-        summary = run_specs(specs, store, args.grid, device, progress=not args.no_progress, max_runs=args.max_runs)
-    except (GridError, DatasetError, BackboneError, StoreError, RuntimeError) as error:
+        summary = executor(specs, store, args.grid, device=args.device, threads=args.threads,
+                           progress=not args.no_progress, max_runs=args.max_runs, exclude=exclude,
+                           time_budget_s=args.time_budget_s, address=args.address,
+                           cpus_per_task=args.ray_cpus_per_task, max_retries=args.ray_max_retries)
+    except (GridError, DatasetError, BackboneError, StoreError, ExecutorError, RuntimeError, ConnectionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(summary))

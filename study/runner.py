@@ -152,22 +152,33 @@ def _finite(value: float) -> float | None:
 
 
 def run_specs(specs: list[RunSpec], store, grid: str, device: torch.device, progress: bool = True,
-              max_runs: int | None = None) -> dict:
-    """Run every spec not yet stored, committing each run as it finishes; returns counts."""
+              max_runs: int | None = None, exclude: set[str] | frozenset = frozenset(),
+              time_budget_s: float | None = None) -> dict:
+    """Run every spec not yet stored, committing each run as it finishes; returns counts.
+
+    ``exclude``: run_ids to treat as done (stored elsewhere, e.g. the local DuckDB of a device call).
+    ``time_budget_s``: start no new run once this many seconds have passed (a started run finishes).
+    """
     from tqdm import tqdm
 
+    started = time.monotonic()
     stored = store.stored_run_ids()
-    pending = [spec for spec in specs if spec.run_id not in stored]
+    excluded = {spec.run_id for spec in specs if spec.run_id in exclude and spec.run_id not in stored}
+    pending = [spec for spec in specs if spec.run_id not in stored and spec.run_id not in excluded]
     if max_runs is not None:
         pending = pending[:max_runs]
-    summary = {"planned": len(specs), "already_stored": len(specs) - len([s for s in specs
-                                                                          if s.run_id not in stored]),
-               "stored": 0, "failed": 0}
-    log.info("grid %s: %d runs, %d already stored, %d to run on %s", grid, len(specs),
-             summary["already_stored"], len(pending), device)
+    summary = {"planned": len(specs), "already_stored": len([s for s in specs if s.run_id in stored]),
+               "excluded": len(excluded), "stored": 0, "failed": 0, "not_started": 0}
+    log.info("grid %s: %d runs, %d already stored, %d excluded, %d to run on %s", grid, len(specs),
+             summary["already_stored"], len(excluded), len(pending), device)
     context = Context(device)
     bar = tqdm(pending, disable=not progress, unit="run", dynamic_ncols=True)
-    for spec in bar:
+    for position, spec in enumerate(bar):
+        if time_budget_s is not None and time.monotonic() - started >= time_budget_s:
+            summary["not_started"] = len(pending) - position
+            log.info("time budget of %.0f s spent: %d runs not started (they resume on the next call)",
+                     time_budget_s, summary["not_started"])
+            break
         bar.set_description(f"{spec.dataset[:14]} {spec.backbone[:16]} {spec.method} k={spec.k_label}")
         try:
             record = execute_run(spec, context, grid)
