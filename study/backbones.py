@@ -74,23 +74,80 @@ def get_spec(name: str) -> BackboneSpec:
         raise BackboneError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}") from None
 
 
-def weights_file(spec: BackboneSpec) -> str:
-    """Absolute path of the weights file, found without importing the package.
+WEIGHTS_MANIFEST = "SHA256SUMS"
 
-    ``EOT_WEIGHTS_DIR`` (used on the device machine) points at a folder holding the files by their base name.
+
+def fp16_name(spec: BackboneSpec) -> str:
+    """File name of a backbone's fp16 copy in a weights folder (``python -m study.device pack`` writes these)."""
+    stem, ext = os.path.splitext(os.path.basename(spec.weights_path))
+    return f"{stem}.fp16{ext}"
+
+
+def read_sha256sums(path: str) -> dict[str, str]:
+    """``sha256sum`` format (``HEX  NAME`` a line) -> {name: hex}; malformed lines are an error."""
+    entries = {}
+    with open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split(maxsplit=1)
+            digest = parts[0].lower() if parts else ""
+            if len(parts) != 2 or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise BackboneError(f"{path}:{number} is not a 'SHA256  NAME' line")
+            entries[parts[1].lstrip("*").strip()] = digest
+    return entries
+
+
+def _override_source(spec: BackboneSpec, folder: str) -> tuple[str, str] | None:
+    """(path, expected SHA-256) of a backbone's weights in ``EOT_WEIGHTS_DIR``, or None when it has none.
+
+    With a SHA256SUMS manifest there, the file (its fp16 copy or the original's name) must be listed and match
+    it; a weights file present but not listed is refused. Without a manifest, only a file with the original's
+    name is used, checked against the pinned SHA-256 of the original.
+    """
+    names = [fp16_name(spec), os.path.basename(spec.weights_path)]
+    manifest_path = os.path.join(folder, WEIGHTS_MANIFEST)
+    if not os.path.exists(manifest_path):
+        path = os.path.join(folder, names[1])
+        return (path, spec.sha256) if os.path.exists(path) else None
+    manifest = read_sha256sums(manifest_path)
+    for name in names:
+        if name in manifest:
+            path = os.path.join(folder, name)
+            if not os.path.exists(path):
+                raise BackboneError(f"{path} is listed in {manifest_path} but missing")
+            return path, manifest[name]
+    for name in names:
+        if os.path.exists(os.path.join(folder, name)):
+            raise BackboneError(f"{os.path.join(folder, name)} is not listed in {manifest_path}; refusing to load "
+                                "unverified weights (pack them again with python -m study.device pack)")
+    return None
+
+
+def weights_source(spec: BackboneSpec) -> tuple[str, str]:
+    """(absolute path, expected SHA-256) of the weights file, found without importing the package.
+
+    ``EOT_WEIGHTS_DIR`` (used on the device machine) points at a folder holding the files by their base name
+    (or as fp16 copies listed, with their hashes, in the folder's SHA256SUMS); see ``_override_source``.
     """
     override = os.environ.get("EOT_WEIGHTS_DIR")
     if override:
-        path = os.path.join(override, os.path.basename(spec.weights_path))
-        if os.path.exists(path):
-            return path
+        found_override = _override_source(spec, override)
+        if found_override is not None:
+            return found_override
     found = importlib.util.find_spec(spec.module)
     if found is None or not found.submodule_search_locations:
-        raise BackboneError(f"weights for {spec.name!r} are not installed; run: {spec.install_command}")
+        where = f" (nor in EOT_WEIGHTS_DIR={override})" if override else ""
+        raise BackboneError(f"weights for {spec.name!r} are not installed{where}; run: {spec.install_command}")
     path = os.path.join(found.submodule_search_locations[0], spec.weights_path)
     if not os.path.exists(path):
         raise BackboneError(f"{path} is missing; reinstall with: {spec.install_command}")
-    return path
+    return path, spec.sha256
+
+
+def weights_file(spec: BackboneSpec) -> str:
+    """Absolute path of the weights file (see ``weights_source``)."""
+    return weights_source(spec)[0]
 
 
 def sha256_of(path: str) -> str:
@@ -103,11 +160,19 @@ def sha256_of(path: str) -> str:
 
 @lru_cache(maxsize=8)
 def _verified_state_dict(path: str, expected_sha256: str) -> dict:
+    return _cast_float32(load_verified(path, expected_sha256))
+
+
+def load_verified(path: str, expected_sha256: str) -> dict:
+    """The file's state dict as stored, after its full SHA-256 matched (``torch.load(weights_only=True)``)."""
     actual = sha256_of(path)
     if actual != expected_sha256:
         raise BackboneError(f"checksum mismatch for {path}: expected {expected_sha256}, got {actual}; "
                             "the file is corrupt or was replaced, refusing to load it")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _cast_float32(state: dict) -> dict:
     # fp16 copies travel to the device machine; compute in fp32.
     return {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
 
@@ -138,7 +203,7 @@ def build_backbone(name: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = timm.create_model(spec.timm_arch, pretrained=False)
     if spec.pretrained:
-        state = _verified_state_dict(weights_file(spec), spec.sha256)
+        state = _verified_state_dict(*weights_source(spec))
         model.load_state_dict(_paired_state_dict(model, state), strict=True)
     return model.eval()
 
