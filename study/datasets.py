@@ -437,9 +437,12 @@ def _decode(samples: list, labels: np.ndarray, resolution: int, channels: int, s
     return (np.stack(images) if images else np.zeros(shape, np.uint8)), np.array(kept, dtype=np.int64)
 
 
-def load_images(name: str, resolution: int) -> ImageData:
-    """Decoded train pool and test split of a dataset at ``resolution``, cached on disk per resolution."""
-    source = _source(name)
+def load_images(name: str, resolution: int, original: bool = False) -> ImageData:
+    """Decoded train pool and test split of a dataset at ``resolution``, cached on disk per resolution.
+
+    ``original``: read the dataset from its own loader even where a packed copy is configured.
+    """
+    source = original_source(name) if original else _source(name)
     info = source.info
     cache = cache_root() / "images" / f"{info.name}-{resolution}px-{source.fingerprint}.npz"
     if cache.exists():
