@@ -41,7 +41,7 @@ def register_method(name: str):
     return decorate
 
 
-def _linear_probe(train_x: np.ndarray, train_y: np.ndarray, seed: int):
+def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, seed: int):
     """Standardise on the training subset, choose C by stratified CV on it (default C=1 when a class has 1 image)."""
     scaler = StandardScaler().fit(train_x)
     scaled = scaler.transform(train_x)
@@ -78,7 +78,7 @@ def _feature_method(spec, context, kind: str) -> MethodResult:
     clock = context.clock()
     with clock.phase("fit"):
         if kind == "pooled":
-            scaler, model, hyperparams = _linear_probe(features.pooled_train[subset], train_y, spec.seed)
+            scaler, model, hyperparams = fit_linear_probe(features.pooled_train[subset], train_y, spec.seed)
         else:
             train_x, test_x = fne_ternarise(features.fne_train[subset], features.fne_test)
             model = LinearSVC(C=FNE_SVM_C, dual="auto", max_iter=5000, random_state=spec.seed).fit(train_x, train_y)

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", default=str(DEFAULT_DB), help=f"DuckDB file (default: {DEFAULT_DB})")
     parser.add_argument("--results-dir", help="write one JSON file per run here instead of DuckDB")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and for numpy/scikit-learn (default: the libraries' choice)")
     parser.add_argument("--executor", default="local", choices=executor_names(),
                         help="local: one run after another here (default); ray: one task per dataset x backbone "
                              "on a Ray cluster, results stored here")
@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         from study.runner import resolve_device
 
         if args.threads:
+            from threadpoolctl import threadpool_limits
+
             torch.set_num_threads(args.threads)
+            threadpool_limits(args.threads)  # numpy/scikit-learn's BLAS and OpenMP pools too
         if args.plan:
             _plan(specs, store, resolve_device(args.device).type, exclude)
             return 0
