@@ -83,6 +83,15 @@ def _timed(step, iterations: int, device: torch.device, meter: measure.EnergyMet
     return clock.seconds["x"], clock.joules["x"]
 
 
+def _rate(step, build_s: float, batch: int, warmup: int, iterations: int, device, meter) -> dict:
+    """Warm up ``step``, then time ``iterations`` of it: images/s and J/image, warm-up (with build) apart."""
+    warm_s, _ = _timed(step, warmup, device, meter)
+    seconds, joules = _timed(step, iterations, device, meter)
+    n = batch * iterations
+    return {"images": n, "seconds": seconds, "images_per_s": n / seconds, "joules_per_image": joules / n,
+            "warmup_s": build_s + warm_s, "batch": batch, "iterations": iterations}
+
+
 def reference_fe(backbone: str, images: np.ndarray, batch: int, warmup: int, iterations: int,
                  device: torch.device, meter) -> dict:
     cfg = data_config(backbone)
@@ -98,12 +107,7 @@ def reference_fe(backbone: str, images: np.ndarray, batch: int, warmup: int, ite
             model.forward_head(model.forward_features(to_model_input(x, cfg["mean"], cfg["std"], channels_last=gpu)),
                                pre_logits=True)
 
-    build_s = time.perf_counter() - build_start
-    warm_s, _ = _timed(step, warmup, device, meter)
-    seconds, joules = _timed(step, iterations, device, meter)
-    n = batch * iterations
-    return {"images": n, "seconds": seconds, "images_per_s": n / seconds, "joules_per_image": joules / n,
-            "warmup_s": build_s + warm_s, "batch": batch, "iterations": iterations}
+    return _rate(step, time.perf_counter() - build_start, batch, warmup, iterations, device, meter)
 
 
 def reference_ft(backbone: str, images: np.ndarray, n_classes: int, batch: int, warmup: int, iterations: int,
@@ -128,12 +132,7 @@ def reference_ft(backbone: str, images: np.ndarray, n_classes: int, batch: int, 
         loss.backward()
         optimizer.step()
 
-    build_s = time.perf_counter() - build_start
-    warm_s, _ = _timed(step, warmup, device, meter)
-    seconds, joules = _timed(step, iterations, device, meter)
-    n = batch * iterations
-    return {"images": n, "seconds": seconds, "images_per_s": n / seconds, "joules_per_image": joules / n,
-            "warmup_s": build_s + warm_s, "batch": batch, "iterations": iterations}
+    return _rate(step, time.perf_counter() - build_start, batch, warmup, iterations, device, meter)
 
 
 def study_fe(backbone: str, datas: list, device: torch.device) -> dict:

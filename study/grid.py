@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
-from study.backbones import get_spec, list_backbones
+from study.backbones import get_spec
 from study.datasets import DatasetError, dataset_name, is_path, list_datasets
 from study.methods import METHODS
 from study.spec import FinetuneConfig, RunSpec

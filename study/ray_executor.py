@@ -151,15 +151,11 @@ def run_specs_ray(specs: list[RunSpec], store, grid: str, *, device: str = "auto
     from tqdm import tqdm
 
     started = time.monotonic()
-    stored = store.stored_run_ids()
-    excluded = {spec.run_id for spec in specs if spec.run_id in exclude and spec.run_id not in stored}
-    pending = [spec for spec in specs if spec.run_id not in stored and spec.run_id not in excluded]
-    if max_runs is not None:
-        pending = pending[:max_runs]
+    from study.runner import pending_runs
+
+    pending, summary = pending_runs(specs, store, exclude, max_runs)
     groups = group_specs(pending)
-    summary = {"planned": len(specs), "already_stored": len([s for s in specs if s.run_id in stored]),
-               "excluded": len(excluded), "stored": 0, "failed": 0, "not_started": 0, "executor": "ray",
-               "groups": len(groups), "groups_failed": 0}
+    summary.update(executor="ray", groups=len(groups), groups_failed=0)
     if not groups:
         return summary
     ray, connected = connect(address)
@@ -175,7 +171,7 @@ def run_specs_ray(specs: list[RunSpec], store, grid: str, *, device: str = "auto
             name="study-group", **({} if connected else {"runtime_env": {"env_vars": worker_env()}}))
         log.info("grid %s on Ray (%s): %d runs in %d dataset x backbone groups, %d already stored, %d excluded; "
                  "tasks of %d CPU%s, %d at a time", grid, resources, len(pending), len(groups),
-                 summary["already_stored"], len(excluded), cpus, " + 1 GPU" if use_gpu else "", slots)
+                 summary["already_stored"], summary["excluded"], cpus, " + 1 GPU" if use_gpu else "", slots)
         bar = tqdm(total=len(pending), disable=not progress, unit="run", dynamic_ncols=True)
         queue = list(groups)
         in_flight: dict = {}

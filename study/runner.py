@@ -151,6 +151,18 @@ def _finite(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
+def pending_runs(specs: list[RunSpec], store, exclude=frozenset(), max_runs: int | None = None):
+    """(specs still to run, the summary counts every executor starts from): stored and excluded ids skipped."""
+    stored = store.stored_run_ids()
+    excluded = {spec.run_id for spec in specs if spec.run_id in exclude and spec.run_id not in stored}
+    pending = [spec for spec in specs if spec.run_id not in stored and spec.run_id not in excluded]
+    if max_runs is not None:
+        pending = pending[:max_runs]
+    summary = {"planned": len(specs), "already_stored": len([s for s in specs if s.run_id in stored]),
+               "excluded": len(excluded), "stored": 0, "failed": 0, "not_started": 0}
+    return pending, summary
+
+
 def run_specs(specs: list[RunSpec], store, grid: str, device: torch.device, progress: bool = True,
               max_runs: int | None = None, exclude: set[str] | frozenset = frozenset(),
               time_budget_s: float | None = None) -> dict:
@@ -162,15 +174,9 @@ def run_specs(specs: list[RunSpec], store, grid: str, device: torch.device, prog
     from tqdm import tqdm
 
     started = time.monotonic()
-    stored = store.stored_run_ids()
-    excluded = {spec.run_id for spec in specs if spec.run_id in exclude and spec.run_id not in stored}
-    pending = [spec for spec in specs if spec.run_id not in stored and spec.run_id not in excluded]
-    if max_runs is not None:
-        pending = pending[:max_runs]
-    summary = {"planned": len(specs), "already_stored": len([s for s in specs if s.run_id in stored]),
-               "excluded": len(excluded), "stored": 0, "failed": 0, "not_started": 0}
+    pending, summary = pending_runs(specs, store, exclude, max_runs)
     log.info("grid %s: %d runs, %d already stored, %d excluded, %d to run on %s", grid, len(specs),
-             summary["already_stored"], len(excluded), len(pending), device)
+             summary["already_stored"], summary["excluded"], len(pending), device)
     context = Context(device)
     bar = tqdm(pending, disable=not progress, unit="run", dynamic_ncols=True)
     for position, spec in enumerate(bar):

@@ -1,7 +1,6 @@
 """Sanity checks on the shipped evidence (data/study.duckdb): if these fail, the evidence is wrong."""
 import duckdb
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
