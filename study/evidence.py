@@ -85,6 +85,17 @@ def render(db: Path) -> str:
               "no-transfer baseline.", ""]
     for dataset in sorted(runs["dataset"].unique()):
         lines += [f"### {dataset}", "", _markdown(accuracy_table(runs, dataset)), ""]
+    with duckdb.connect(str(db), read_only=True) as con:
+        spread = con.execute("""SELECT backbone, resolution, count(*) AS extractions,
+                                       round(min(images_per_s), 1) AS min_img_s,
+                                       round(median(images_per_s), 1) AS median_img_s,
+                                       round(max(images_per_s), 1) AS max_img_s
+                                FROM extractions GROUP BY ALL ORDER BY ALL""").df()
+    lines += ["## Measurement conditions", "",
+              "Throughput of the one shared feature extraction per dataset, backbone and resolution. A wide spread "
+              "at the same backbone and resolution means the machine was loaded by other work while it ran: those "
+              "timings (and the feature-extraction costs attributed from them) are pessimistic.", "",
+              _markdown(spread), ""]
     ratios = ratio_table(runs)
     if not ratios.empty:
         lines += ["## Fine-tuning vs feature extraction: cost ratios", "",
