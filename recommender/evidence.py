@@ -28,7 +28,8 @@ def _read_tables(path: Path, tables: tuple[str, ...]) -> dict[str, pd.DataFrame]
 TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probes")
 
 
-def load_tables(db: str | Path = DEFAULT_DB, tables: tuple[str, ...] = TABLES, retries: int = 5) -> dict[str, pd.DataFrame]:
+def load_tables(db: str | Path = DEFAULT_DB, tables: tuple[str, ...] = TABLES,
+                retries: int = 20) -> dict[str, pd.DataFrame]:
     """All evidence tables as DataFrames.
 
     DuckDB lets one process write a file at a time; while ``study.run`` holds it, reading is retried and then
@@ -42,7 +43,7 @@ def load_tables(db: str | Path = DEFAULT_DB, tables: tuple[str, ...] = TABLES, r
     with open(path, "rb") as handle:
         if handle.read(12)[8:] != DUCKDB_MAGIC:  # else it would be retried as if a writer held it
             raise EvidenceError(f"{path} is not a DuckDB database. Regenerate it with: {REGENERATE_COMMAND}")
-    last_error = None
+    last_error, result = None, None
     for attempt in range(retries):
         try:
             result = _read_tables(path, tables)
@@ -51,20 +52,23 @@ def load_tables(db: str | Path = DEFAULT_DB, tables: tuple[str, ...] = TABLES, r
             if "lock" not in str(error).lower():
                 raise EvidenceError(f"{path} cannot be read ({error}). Regenerate it with: {REGENERATE_COMMAND}") \
                     from None
-            last_error = error  # a writer holds it: retry, then read a snapshot
-            time.sleep(0.1 * (attempt + 1))
+            last_error = error  # a writer holds it (one short transaction per run): retry, then read a snapshot
+            time.sleep(min(0.5, 0.05 * (attempt + 1)))
         except duckdb.Error as error:  # a damaged file
             raise EvidenceError(f"{path} cannot be read as a DuckDB database ({error}). "
                                 f"Regenerate it with: {REGENERATE_COMMAND}") from None
-    else:
+    for _ in range(3 if result is None else 0):
         with tempfile.TemporaryDirectory() as folder:
             snapshot = Path(folder) / path.name
             shutil.copyfile(path, snapshot)
             try:
                 result = _read_tables(snapshot, tables)
-            except duckdb.Error as error:
-                raise EvidenceError(f"{path} is in use and no readable snapshot could be taken ({last_error}); "
-                                    "try again in a moment") from error
+                break
+            except duckdb.Error:
+                time.sleep(0.2)  # copied mid-write: try a fresh copy
+    if result is None:
+        raise EvidenceError(f"{path} is in use and no readable snapshot could be taken ({last_error}); "
+                            "try again in a moment")
     if result["runs"].empty:
         raise EvidenceError(f"{path} holds no runs yet. Generate them with: {REGENERATE_COMMAND}")
     return result

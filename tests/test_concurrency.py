@@ -15,7 +15,7 @@ from evidence_snapshot import snapshot_db
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 PAGE_LOADS = 50
-PASSES = 40  # enough ingest passes to outlast the page loads; the writer stops when told
+PASSES = 60  # distinct batches of runs; the writer cycles through them (later cycles re-check) until told to stop
 
 
 def _plain(row: dict) -> dict:
@@ -49,10 +49,10 @@ def test_pages_keep_loading_while_ingest_writes_the_database(tmp_path, monkeypat
     _result_files(db, tmp_path / "results")
     writer = subprocess.Popen(
         [sys.executable, "-c",
-         "import os, sys; from study.store import ingest\n"
-         f"for n in range({PASSES}):\n"
+         "import itertools, os; from study.store import ingest\n"
+         "for n in itertools.count():\n"
          f"    if os.path.exists(r'{tmp_path / 'stop'}'): break\n"
-         f"    report = ingest([r'{tmp_path / 'results'}/pass' + str(n)], r'{db}')\n"
+         f"    report = ingest([r'{tmp_path / 'results'}/pass' + str(n % {PASSES})], r'{db}')\n"
          "    print(report['ingested'], flush=True)"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     monkeypatch.setenv("EOT_DB", str(db))
