@@ -14,6 +14,7 @@ import pandas as pd
 from recommender.accuracy import evidence_rows
 from recommender.costs import tuning_curve
 from recommender.evidence import DEFAULT_DB, load_tables
+from study.evidence import matched_cost_ratios
 
 OUTPUT = Path(__file__).resolve().parent.parent / "data" / "GUIDELINES.md"
 
@@ -52,16 +53,11 @@ def crossover_by_domain(rows: pd.DataFrame) -> Guideline:
 
 
 def cost_ratios(runs: pd.DataFrame) -> Guideline:
-    keys = ["dataset", "backbone", "k_label", "resolution", "device_type", "seed"]
-    fe = runs[runs["method"] == "fe_linear"].set_index(keys)
-    ft = runs[runs["method"] == "ft_full"].set_index(keys)
-    both = fe[["total_s", "energy_j"]].join(ft[["total_s", "energy_j"]], suffixes=("_fe", "_ft"),
-                                             how="inner")
+    both = matched_cost_ratios(runs)
     if both.empty:
         return Guideline("What fine-tuning costs", "No matched FE/FT runs yet.")
-    time_ratio = both["total_s_ft"] / both["total_s_fe"]
-    energy_ratio = both["energy_j_ft"] / both["energy_j_fe"]
-    devices = sorted(both.index.get_level_values("device_type").unique())
+    time_ratio, energy_ratio = both["time_ratio"], both["energy_ratio"]
+    devices = sorted(both["device_type"].unique())
     sources = sorted(runs.loc[runs["method"].isin(["fe_linear", "ft_full"]), "energy_source"].unique())
     numbers = {"matched runs": len(both), "time ratio median": round(float(time_ratio.median()), 1),
                "time ratio range": [round(float(time_ratio.min()), 1), round(float(time_ratio.max()), 1)],
