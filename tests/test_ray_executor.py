@@ -10,12 +10,12 @@ import duckdb
 import pytest
 
 from study.executors import ExecutorError, executor_names, get_executor
+from study.ray_executor import RAY_ENV_DEFAULTS, RAY_LOOPBACK_ENV
 from study.run import main
 from tests.conftest import TEST_RESOLUTION
 
 # Before Ray is imported: no usage stats, no `uv run` environment, every socket on 127.0.0.1.
-for _name, _value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
-                      "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}.items():
+for _name, _value in {**RAY_ENV_DEFAULTS, **RAY_LOOPBACK_ENV}.items():
     os.environ.setdefault(_name, _value)
 ray = pytest.importorskip("ray")
 
