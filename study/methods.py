@@ -42,6 +42,7 @@ def register_method(name: str):
     return decorate
 
 
+@threadpool_limits.wrap(limits=1)
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, seed: int):
     """Standardise on the training subset, choose C by stratified CV on it (default C=1 when a class has 1 image).
 
@@ -49,11 +50,6 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, seed: int):
     thousand rows) more threads only contend. Measured on the idle 2-core CPU, 1280-d mobilenetv2_100 features:
     flowers5 250 rows 0.75 s with 1 thread vs 5.6 s with 2; mnist5k 3500 rows (the study's largest) 7.5 s vs 31.9 s.
     """
-    with threadpool_limits(limits=1):
-        return _fit_linear_probe(train_x, train_y, seed)
-
-
-def _fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, seed: int):
     scaler = StandardScaler().fit(train_x)
     scaled = scaler.transform(train_x)
     min_count = int(np.unique(train_y, return_counts=True)[1].min())
