@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from study import measure
+from study import measure, precision
 from study.backbones import build_backbone, data_config, get_spec
 from study.datasets import load_images
 from study.preprocess import to_model_input
@@ -95,16 +95,14 @@ def _rate(step, build_s: float, batch: int, warmup: int, iterations: int, device
 def reference_fe(backbone: str, images: np.ndarray, batch: int, warmup: int, iterations: int,
                  device: torch.device, meter) -> dict:
     cfg = data_config(backbone)
-    gpu = device.type == "cuda"
+    bf16 = precision.bf16_inference(device)
     build_start = time.perf_counter()
-    model = build_backbone(backbone).to(device).eval()
-    if gpu:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_backbone(backbone).to(device).eval().to(memory_format=torch.channels_last)
     x = _batch(images, batch, device)
 
     def step():
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu):
-            model.forward_head(model.forward_features(to_model_input(x, cfg["mean"], cfg["std"], channels_last=gpu)),
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            model.forward_head(model.forward_features(to_model_input(x, cfg["mean"], cfg["std"], channels_last=True)),
                                pre_logits=True)
 
     return _rate(step, time.perf_counter() - build_start, batch, warmup, iterations, device, meter)
@@ -113,20 +111,18 @@ def reference_fe(backbone: str, images: np.ndarray, batch: int, warmup: int, ite
 def reference_ft(backbone: str, images: np.ndarray, n_classes: int, batch: int, warmup: int, iterations: int,
                  device: torch.device, meter) -> dict:
     cfg = data_config(backbone)
-    gpu = device.type == "cuda"
+    bf16 = precision.bf16_training(device)
     build_start = time.perf_counter()
     model = build_backbone(backbone)
     model.reset_classifier(n_classes)
-    model = model.to(device).train()
-    if gpu:
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(device).train().to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
     x = _batch(images, batch, device)
     y = torch.arange(batch, device=device) % n_classes
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu):
-            logits = model(to_model_input(x, cfg["mean"], cfg["std"], channels_last=gpu))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(to_model_input(x, cfg["mean"], cfg["std"], channels_last=True))
         loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -161,7 +157,7 @@ def study_fe(backbone: str, datas: list, device: torch.device) -> dict:
 def study_ft(backbone: str, dataset: str, resolution: int, ks: list[int], config, device: torch.device,
              cap: int | None = None) -> dict:
     """Small ft_full runs through study.finetune, one untimed warm-up run first (another seed)."""
-    from study.finetune import finetune
+    from study.methods.finetune import finetune
     from study.runner import Context
     from study.spec import RunSpec
 
@@ -199,13 +195,13 @@ def study_ft(backbone: str, dataset: str, resolution: int, ks: list[int], config
 
 
 def _finetune_config(grid: str, quick: bool, device: torch.device):
-    from study.grid import _finetune_config, load_grids
+    from study.grid import recipe_of
 
-    config = _finetune_config(load_grids().get(grid, {}).get("finetune", {}))
-    if quick:
+    config = recipe_of(grid)
+    if quick:  # a few steps of one trial: the same code path, not the grid's budget
         steps = 40 if device.type == "cuda" else 8
-        config = replace(config, learning_rates=config.learning_rates[:1], min_steps=min(config.min_steps, steps),
-                         max_steps=min(config.max_steps, steps), evaluations=min(config.evaluations, 2),
+        config = replace(config, learning_rates=config.learning_rates[:1], epochs=1, min_epochs=1,
+                         min_steps=steps, evaluations=min(config.evaluations, 2),
                          batch_size=config.batch_size if device.type == "cuda" else min(config.batch_size, 16))
     return config
 

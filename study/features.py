@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from study import measure
+from study import measure, precision
 from study.backbones import build_backbone, data_config
 from study.datasets import ImageData, cache_root
 from study.preprocess import to_model_input
@@ -45,10 +45,10 @@ def embed(model: torch.nn.Module, images: np.ndarray, cfg: dict, device: torch.d
     """(pooled, FNE) features of uint8 NHWC images, batched on ``device``."""
     pooled_parts, fne_parts = [], []
     batch = batch_size_for(device)
-    use_amp = device.type == "cuda"
+    use_amp = precision.bf16_inference(device)
     for start in range(0, len(images), batch):
         chunk = torch.from_numpy(images[start:start + batch]).to(device, non_blocking=True)
-        x = to_model_input(chunk, cfg["mean"], cfg["std"], channels_last=use_amp)
+        x = to_model_input(chunk, cfg["mean"], cfg["std"], channels_last=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             final, stages = model.forward_intermediates(x)
             pooled = model.forward_head(final, pre_logits=True)
@@ -62,7 +62,7 @@ def embed(model: torch.nn.Module, images: np.ndarray, cfg: dict, device: torch.d
 def _cache_path(data: ImageData, backbone: str, device: torch.device) -> str:
     key = hashlib.sha256(json.dumps([data.info.name, data.info.n_train_pool, data.info.n_test,
                                      int(data.train_labels.sum()), backbone, data.resolution,
-                                     device.type]).encode()).hexdigest()[:12]
+                                     device.type, precision.describe(device)]).encode()).hexdigest()[:12]
     return str(cache_root() / "features" / f"{data.info.name}-{backbone}-{data.resolution}px-{device.type}-{key}.npz")
 
 
@@ -74,9 +74,7 @@ def extract_features(data: ImageData, backbone: str, device: torch.device) -> Fe
         return FeatureSet(stored["pooled_train"], stored["pooled_test"], stored["fne_train"], stored["fne_test"],
                           data.train_labels, data.test_labels, json.loads(str(stored["extraction"])))
     cfg = data_config(backbone)
-    model = build_backbone(backbone).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = build_backbone(backbone).to(device).to(memory_format=torch.channels_last)
     meter = measure.EnergyMeter(device)
     warm_start = time.perf_counter()
     embed(model, data.train_images[:batch_size_for(device)], cfg, device)  # build + warm-up, timed apart

@@ -13,6 +13,7 @@ from study.spec import FinetuneConfig, RunSpec
 
 DEFAULT_GRID_FILE = Path(__file__).resolve().parent / "grids.toml"
 # Most informative first: a spread of k over every dataset before the in-between k, and seed 0 before more seeds.
+# A grid may give its own order (``k_priority``).
 K_PRIORITY = [10, 1, 100, 5, None, 50, 2, 20]
 METHOD_ORDER = ["fe_linear", "fe_fne", "ft_full", "ft_partial"]
 
@@ -52,6 +53,22 @@ def _finetune_config(overrides: dict) -> FinetuneConfig:
     return FinetuneConfig(**values)
 
 
+def grid_recipe(grids: dict, name: str, seen: tuple = ()) -> dict:
+    """A grid's fine-tuning settings: those of the grid named by ``finetune_from`` (if any), then its own."""
+    if name not in grids:
+        raise GridError(f"unknown grid {name!r} (finetune_from of {seen[-1]!r})" if seen else f"unknown grid {name!r}")
+    if name in seen:
+        raise GridError(f"finetune_from loops: {' -> '.join((*seen, name))}")
+    grid = grids[name]
+    base = grid_recipe(grids, grid["finetune_from"], (*seen, name)) if "finetune_from" in grid else {}
+    return {**base, **grid.get("finetune", {})}
+
+
+def recipe_of(grid_name: str, path: str | Path = DEFAULT_GRID_FILE) -> FinetuneConfig:
+    """The fine-tuning recipe a named grid runs (before any block's own overrides)."""
+    return _finetune_config(grid_recipe(load_grids(path), grid_name))
+
+
 def validate_names(datasets=(), backbones=(), methods=()) -> None:
     """Fail before any work on names that do not exist, listing the known ones."""
     for name in datasets:
@@ -66,31 +83,38 @@ def validate_names(datasets=(), backbones=(), methods=()) -> None:
 
 
 def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, backbones=None,
-               methods=None, resolution: int | None = None) -> list[RunSpec]:
-    """Ordered, de-duplicated specs of a named grid, optionally narrowed to some datasets/backbones/methods."""
+               methods=None, resolution: int | None = None, seeds=None) -> list[RunSpec]:
+    """Ordered, de-duplicated specs of a named grid, optionally narrowed to some datasets/backbones/methods/seeds.
+
+    A block may override the grid's fine-tuning recipe with a ``finetune`` table of its own (the convergence grid
+    runs the CPU recipe at twice its budget, and with more learning rates).
+    """
     grids = load_grids(path)
     if name not in grids:
         raise GridError(f"unknown grid {name!r}; grids in {path}: {', '.join(grids)}")
     grid = grids[name]
-    finetune = _finetune_config(grid.get("finetune", {}))
+    recipe = grid_recipe(grids, name)
+    k_priority = [_k_value(k) for k in grid.get("k_priority", [])] or K_PRIORITY
     specs: dict[str, RunSpec] = {}
     for block in grid.get("blocks", []):
+        finetune = _finetune_config({**recipe, **block.get("finetune", {})})
         block_datasets = [d for d in block["datasets"] if datasets is None or dataset_name(d) in datasets]
         block_backbones = [b for b in block["backbones"] if backbones is None or b in backbones]
         block_methods = [m for m in block["methods"] if methods is None or m in methods]
+        block_seeds = [s for s in block["seeds"] if seeds is None or s in seeds]
         validate_names(block_datasets, block_backbones, block_methods)
         for dataset, backbone, k, method, seed in itertools.product(
-                block_datasets, block_backbones, block["images_per_class"], block_methods, block["seeds"]):
+                block_datasets, block_backbones, block["images_per_class"], block_methods, block_seeds):
             res = resolution or grid.get("resolution", "native")
             res = get_spec(backbone).native_resolution if res == "native" else int(res)
             spec = RunSpec(dataset, backbone, method, _k_value(k), int(seed), res,
                            finetune if method.startswith("ft_") else None)
             specs[spec.run_id] = spec
-    return sorted(specs.values(), key=_priority)
+    return sorted(specs.values(), key=lambda spec: _priority(spec, k_priority))
 
 
-def _priority(spec: RunSpec):
-    k_rank = K_PRIORITY.index(spec.images_per_class) if spec.images_per_class in K_PRIORITY else len(K_PRIORITY)
+def _priority(spec: RunSpec, k_priority: list):
+    k_rank = k_priority.index(spec.images_per_class) if spec.images_per_class in k_priority else len(k_priority)
     method_rank = METHOD_ORDER.index(spec.method) if spec.method in METHOD_ORDER else len(METHOD_ORDER)
     return (spec.seed, k_rank, method_rank, spec.backbone, spec.dataset)
 
@@ -113,10 +137,8 @@ def estimate_seconds(spec: RunSpec, n_classes: int, pool_per_class: int, n_test:
     extract_rate = FALLBACK_IMAGES_PER_S[(device_type, "extract")] / scale
     if not spec.is_finetune:
         return (k * n_classes + n_test) / extract_rate + 0.5
-    from study.finetune import total_steps
-
     config = spec.finetune
-    steps = total_steps(config, int(k * n_classes * (1 - config.validation_fraction)) or 1)
+    steps = config.planned_steps(int(k * n_classes * (1 - config.validation_fraction)) or 1)
     per_trial = steps * config.batch_size / (FALLBACK_IMAGES_PER_S[(device_type, "train")] / scale)
     per_trial += n_test / extract_rate + (GPU_TRIAL_OVERHEAD_S if device_type == "cuda" else 0.0)
     return per_trial * len(config.learning_rates)

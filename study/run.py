@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--datasets", help="comma-separated subset of the grid's datasets")
     parser.add_argument("--backbones", help="comma-separated subset of the grid's backbones")
     parser.add_argument("--methods", help="comma-separated subset of the grid's methods")
+    parser.add_argument("--seeds", help="comma-separated subset of the grid's seeds (e.g. 0: one pass first)")
     parser.add_argument("--resolution", type=int, help="override the grid's resolution (pixels)")
     parser.add_argument("--plan", action="store_true", help="list the runs still to do with estimated cost; run nothing")
     parser.add_argument("--max-runs", type=int, help="stop after this many new runs (the rest resume later)")
@@ -129,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if report["rejected"] else 0
     args = build_parser().parse_args(argv)
     try:
+        seeds = _names(args.seeds)
+        if seeds is not None and not all(seed.isdigit() for seed in seeds):
+            raise GridError(f"--seeds takes whole numbers separated by commas, got {args.seeds!r}")
         specs = grid_specs(args.grid, args.grid_file, _names(args.datasets), _names(args.backbones),
-                           _names(args.methods), args.resolution)
+                           _names(args.methods), args.resolution, seeds and [int(seed) for seed in seeds])
         if not specs:
             print("error: the grid and filters select no runs", file=sys.stderr)
             return 2

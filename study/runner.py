@@ -115,6 +115,7 @@ def execute_run(spec: RunSpec, context: Context, grid: str) -> dict:
         "n_train": result.n_train, "n_val": result.n_val, "n_test": len(data.test_labels),
         **_scores(data.test_labels, result.predictions),
         "hyperparams": json.dumps(result.hyperparams), "n_trials": max(1, len(result.trials)),
+        "recipe": result.recipe,
         "extract_s": result.seconds.get("extract", 0.0), "fit_s": result.seconds.get("fit", 0.0),
         "eval_s": result.seconds.get("eval", 0.0),
         # Feature methods are charged their share of the one shared extraction, so total = sum of phases.
@@ -128,22 +129,26 @@ def execute_run(spec: RunSpec, context: Context, grid: str) -> dict:
         "spec": json.dumps(spec.canonical(), sort_keys=True), **measure.software(),
         "started_at": started_at, "finished_at": measure.utc_now(),
     }
-    trials = []
+    trials, curves = [], []
     for trial in result.trials:
         scores = _scores(data.test_labels, trial["predictions"])
         trials.append({
             "run_id": spec.run_id, "trial_index": trial["trial_index"], "learning_rate": trial["learning_rate"],
-            "steps_planned": trial["steps_planned"], "steps_run": trial["steps_run"],
+            "steps_planned": trial["steps_planned"], "epochs_planned": trial["epochs_planned"],
+            "steps_run": trial["steps_run"],
             "best_step": trial["best_step"], "val_accuracy": _finite(trial["val_accuracy"]),
             "val_loss": _finite(trial["val_loss"]), "test_accuracy": scores["accuracy"],
             "test_balanced_accuracy": scores["balanced_accuracy"], "test_macro_f1": scores["macro_f1"],
             "fit_s": trial["seconds"].get("fit", 0.0), "eval_s": trial["seconds"].get("eval", 0.0),
             "energy_j": sum(trial["joules"].values()), "images_processed": trial["images_processed"],
             "selected": trial["selected"]})
+        curves.extend({"run_id": spec.run_id, "trial_index": trial["trial_index"], **point,
+                       "val_accuracy": _finite(point["val_accuracy"]), "val_loss": _finite(point["val_loss"])}
+                      for point in trial["curve"])
     extraction = None
     if result.extraction_id:
         extraction = context.features(spec).extraction
-    return {"run": run, "trials": trials, "dataset": data.info.to_row(), "backbone": backbone_row(spec.backbone),
+    return {"run": run, "trials": trials, "curves": curves, "dataset": data.info.to_row(), "backbone": backbone_row(spec.backbone),
             "hardware": {k: v for k, v in hardware.items()}, "extraction": extraction}
 
 

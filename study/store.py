@@ -23,14 +23,20 @@ SCHEMA = {
         fit_energy_j DOUBLE, eval_energy_j DOUBLE, energy_j DOUBLE, energy_source VARCHAR, images_processed BIGINT,
         peak_memory_mb DOUBLE, device_type VARCHAR, hardware_id VARCHAR, extraction_id VARCHAR, spec VARCHAR,
         python_version VARCHAR, torch_version VARCHAR, timm_version VARCHAR, sklearn_version VARCHAR,
-        numpy_version VARCHAR, cuda_version VARCHAR, git_commit VARCHAR, started_at VARCHAR, finished_at VARCHAR""",
+        numpy_version VARCHAR, cuda_version VARCHAR, git_commit VARCHAR, started_at VARCHAR, finished_at VARCHAR,
+        recipe VARCHAR""",
         ('run_id',)),
     "trials": ("""
         run_id VARCHAR, trial_index INTEGER, learning_rate DOUBLE, steps_planned INTEGER, steps_run INTEGER,
         best_step INTEGER, val_accuracy DOUBLE, val_loss DOUBLE, test_accuracy DOUBLE,
         test_balanced_accuracy DOUBLE, test_macro_f1 DOUBLE, fit_s DOUBLE, eval_s DOUBLE, energy_j DOUBLE,
-        images_processed BIGINT, selected BOOLEAN""",
+        images_processed BIGINT, selected BOOLEAN, epochs_planned DOUBLE""",
         ('run_id', 'trial_index')),
+    # A fine-tuning trial's validation curve: one row per validation check (every trial's, selected or not).
+    "trial_curves": ("""
+        run_id VARCHAR, trial_index INTEGER, check_index INTEGER, step INTEGER, epoch DOUBLE,
+        learning_rate DOUBLE, train_loss DOUBLE, val_accuracy DOUBLE, val_loss DOUBLE, test_accuracy DOUBLE""",
+        ('run_id', 'trial_index', 'check_index')),
     "datasets": ("""
         name VARCHAR, domain VARCHAR, n_classes INTEGER, class_names VARCHAR, channels INTEGER,
         native_size VARCHAR, licence VARCHAR, source VARCHAR, split VARCHAR, split_seed INTEGER,
@@ -60,6 +66,8 @@ SCHEMA = {
 # A run's record: the run row plus the rows it references; dimension rows are upserted, run rows never replaced.
 RECORD_TABLES = {"run": "runs", "dataset": "datasets", "backbone": "backbones", "hardware": "hardware",
                  "extraction": "extractions"}
+# Lists of rows a record may carry (a fine-tuning run's trials and their validation curves), stored with the run.
+ROW_LIST_TABLES = {"trials": "trials", "curves": "trial_curves"}
 COLUMNS = {table: [part.split()[0] for part in columns.split(",")] for table, (columns, _) in SCHEMA.items()}
 
 
@@ -77,9 +85,10 @@ def _check_record(record: dict) -> None:
         row = record.get(key)
         if row is not None and not set(row) <= set(COLUMNS[table]):
             raise StoreError(f"unknown {table} columns {sorted(set(row) - set(COLUMNS[table]))}")
-    for trial in record.get("trials", []):
-        if not set(trial) <= set(COLUMNS["trials"]):
-            raise StoreError(f"unknown trials columns {sorted(set(trial) - set(COLUMNS['trials']))}")
+    for key, table in ROW_LIST_TABLES.items():
+        for row in record.get(key, []):
+            if not isinstance(row, dict) or not set(row) <= set(COLUMNS[table]):
+                raise StoreError(f"malformed {table} row in the record of run {record['run']['run_id']}")
 
 
 class DuckStore:
@@ -99,6 +108,7 @@ class DuckStore:
             for table, (columns, key) in SCHEMA.items():
                 primary = f", PRIMARY KEY ({', '.join(key)})" if key else ""
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns}{primary})")
+                self._add_missing_columns(con, table, columns)
 
     def _connect(self):
         deadline = time.monotonic() + self.lock_timeout_s
@@ -112,6 +122,16 @@ class DuckStore:
                     raise StoreError(f"{self.path} is in use by another process ({error}); only one study.run may "
                                      "write at a time: wait for it to finish, or use --db for a separate file") from None
                 time.sleep(0.2)
+
+    @staticmethod
+    def _add_missing_columns(con, table: str, columns: str) -> None:
+        """A file made by an older schema gains the columns added since (NULL in its earlier rows)."""
+        present = {row[0] for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+        for definition in columns.split(","):
+            name, sql_type = definition.split()
+            if name not in present:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
     def stored_run_ids(self) -> set[str]:
         with self._connect() as con:
@@ -137,8 +157,9 @@ class DuckStore:
                 for key, table in RECORD_TABLES.items():
                     if record.get(key) is not None:
                         self._insert(con, table, record[key], "OR IGNORE" if key == "run" else "OR REPLACE")
-                for trial in record.get("trials", []):
-                    self._insert(con, "trials", trial, "OR IGNORE")
+                for key, table in ROW_LIST_TABLES.items():
+                    for row in record.get(key, []):
+                        self._insert(con, table, row, "OR IGNORE")
                 con.execute("COMMIT")
                 return True
             except self._duckdb.Error as error:

@@ -32,10 +32,9 @@ GRID = textwrap.dedent(f"""
     learning_rates = [1e-3]
     batch_size = 8
     epochs = 1
+    min_epochs = 1
     min_steps = 2
-    max_steps = 2
     evaluations = 1
-    patience = 1
     [[tiny.blocks]]
     datasets = ["flowers5"]
     backbones = ["mobilenetv2_100"]

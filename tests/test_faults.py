@@ -21,8 +21,9 @@ GRID = textwrap.dedent(f"""
     [faults.finetune]
     learning_rates = [1e-3, 3e-3]
     batch_size = 8
+    epochs = 1
+    min_epochs = 1
     min_steps = 4
-    max_steps = 4
     evaluations = 2
     [[faults.blocks]]
     datasets = ["flowers5", "neu_steel_defects"]

@@ -61,8 +61,8 @@ def test_fe_fne_uses_every_stage_and_is_deterministic(context):
 
 
 def test_finetuning_stores_every_trial_and_selects_on_validation(context):
-    config = FinetuneConfig(learning_rates=(1e-4, 3e-3), batch_size=8, epochs=2, min_steps=6, max_steps=6,
-                            evaluations=2, patience=2)
+    config = FinetuneConfig(learning_rates=(1e-4, 3e-3), batch_size=8, epochs=2, min_epochs=1, min_steps=6,
+                            evaluations=3)
     spec = RunSpec("flowers5", "mobilenetv2_100", "ft_partial", 4, 0, TEST_RESOLUTION, config)
     result = METHODS["ft_partial"](spec, context)
     assert len(result.trials) == 2 and sum(t["selected"] for t in result.trials) == 1
@@ -72,3 +72,31 @@ def test_finetuning_stores_every_trial_and_selects_on_validation(context):
     assert result.n_train == 15 and result.n_val == 5  # 20% of each class's 4 images held out for validation
     assert np.array_equal(result.predictions, chosen["predictions"])
     assert result.seconds["fit"] > 0 and result.seconds["eval"] > 0
+    assert result.recipe == config.recipe_id == result.hyperparams["recipe"]
+    for trial in result.trials:  # the whole schedule, every check on the curve, the final check scores the trial
+        assert trial["steps_planned"] == trial["steps_run"] == config.planned_steps(15) == 6
+        assert [point["step"] for point in trial["curve"]] == [2, 4, 6]
+        assert all(0 <= point["val_accuracy"] <= 1 and point["val_loss"] > 0 for point in trial["curve"])
+        assert trial["val_accuracy"] == trial["curve"][-1]["val_accuracy"]
+
+
+def test_one_image_per_class_chooses_the_trial_on_training_loss(context):
+    config = FinetuneConfig(learning_rates=(1e-4, 3e-3), batch_size=8, epochs=1, min_epochs=1, min_steps=2,
+                            evaluations=1)
+    spec = RunSpec("neu_steel_defects", "mobilenetv2_100", "ft_full", 1, 0, TEST_RESOLUTION, config)
+    result = METHODS["ft_full"](spec, context)
+    assert result.n_val == 0 and "training loss" in result.hyperparams["selection"]
+    chosen = next(t for t in result.trials if t["selected"])
+    assert chosen["train_loss"] == min(t["train_loss"] for t in result.trials)
+
+
+def test_recipe_budget_is_epochs_never_capped_by_steps():
+    config = FinetuneConfig()
+    assert config.planned_steps(8) == config.min_steps  # a tiny set still trains for min_steps
+    for n_train in (100, 256, 800, 3000, 20000):
+        epochs = config.planned_steps(n_train) * config.batch_size / n_train
+        assert epochs >= config.epochs_for(n_train) >= config.min_epochs
+    assert config.epochs_for(256) == config.epochs and config.epochs_for(1024) == config.epochs / 2
+    doubled = FinetuneConfig(budget_scale=2.0)
+    assert doubled.planned_steps(800) in (2 * config.planned_steps(800) - 1, 2 * config.planned_steps(800))
+    assert doubled.recipe_id != config.recipe_id and len({FinetuneConfig().recipe_id, config.recipe_id}) == 1

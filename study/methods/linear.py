@@ -1,8 +1,5 @@
-"""Method registry: name -> function(spec, context) -> MethodResult. Nothing here ever fits on test data."""
+"""Feature-extraction methods: a linear classifier on the frozen backbone's features. Never fitted on test data."""
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
@@ -11,35 +8,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
+from study import precision
+from study.methods.base import MethodResult, register_method
+
 LOGISTIC_C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 FNE_LOW, FNE_HIGH = -0.25, 0.15  # ternarisation thresholds of the Full-Network Embedding paper
 FNE_SVM_C = 1.0
-
-
-@dataclass
-class MethodResult:
-    predictions: np.ndarray  # predicted test labels
-    n_train: int
-    n_val: int
-    hyperparams: dict
-    seconds: dict  # wall time per phase: extract, fit, eval
-    joules: dict  # energy per phase
-    images_processed: int
-    energy_source: str
-    peak_memory_mb: float
-    warmup_s: float = 0.0
-    extraction_id: str | None = None
-    trials: list[dict] = field(default_factory=list)
-
-
-METHODS: dict[str, Callable] = {}
-
-
-def register_method(name: str):
-    def decorate(function):
-        METHODS[name] = function
-        return function
-    return decorate
 
 
 @threadpool_limits.wrap(limits=1)
@@ -91,6 +65,7 @@ def _feature_method(spec, context, kind: str) -> MethodResult:
             model = LinearSVC(C=FNE_SVM_C, dual="auto", max_iter=5000, random_state=spec.seed).fit(train_x, train_y)
             hyperparams = {"C": FNE_SVM_C, "C_selection": "fixed (paper)", "thresholds": [FNE_LOW, FNE_HIGH],
                            "dims": int(train_x.shape[1])}
+    hyperparams["extraction_precision"] = precision.describe(context.device)["inference"]
     with clock.phase("eval"):
         if kind == "pooled":
             predictions = model.predict(scaler.transform(features.pooled_test))
@@ -113,19 +88,3 @@ def fe_linear(spec, context) -> MethodResult:
 def fe_fne(spec, context) -> MethodResult:
     """Full-Network Embedding: every stage's spatial mean + pooled features, standardised, ternarised, LinearSVC."""
     return _feature_method(spec, context, "fne")
-
-
-@register_method("ft_full")
-def ft_full(spec, context) -> MethodResult:
-    """Fine-tune every layer with a new head."""
-    from study.finetune import finetune
-
-    return finetune(spec, context, freeze_first_half=False)
-
-
-@register_method("ft_partial")
-def ft_partial(spec, context) -> MethodResult:
-    """Fine-tune with the stem and first half of the stages frozen."""
-    from study.finetune import finetune
-
-    return finetune(spec, context, freeze_first_half=True)

@@ -1,4 +1,10 @@
-"""Fine-tuning with a learning-rate grid; every trial is kept, the test score is the validation-chosen trial's."""
+"""Fine-tuning with a learning-rate grid; every trial is kept with its validation curve, the test score is the
+validation-chosen trial's (never chosen on test data).
+
+Speed on both devices: channels_last and bf16 where measured to help (``study.precision``), fixed batch shapes
+on a GPU. In ``ft_partial`` the frozen half has no parameter that needs a gradient
+and the input needs none, so autograd records nothing there: the backward pass stops at the first trained stage.
+"""
 from __future__ import annotations
 
 import copy
@@ -8,11 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from study import measure
+from study import measure, precision
 from study.backbones import build_backbone, data_config, stage_split
-from study.methods import MethodResult
+from study.methods.base import MethodResult, register_method
 from study.preprocess import random_resized_crop_flip, to_model_input
-from study.spec import FinetuneConfig, RunSpec
+from study.spec import RunSpec
 
 EVAL_BATCH = {"cuda": 256, "cpu": 128}
 
@@ -29,11 +35,6 @@ def split_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
 
 
-def total_steps(config: FinetuneConfig, n_train: int) -> int:
-    steps = math.ceil(config.epochs * n_train / config.batch_size)
-    return int(min(config.max_steps, max(config.min_steps, steps)))
-
-
 def _schedule(step: int, steps: int, warmup_fraction: float) -> float:
     warmup = max(1, int(steps * warmup_fraction))
     if step < warmup:
@@ -43,7 +44,7 @@ def _schedule(step: int, steps: int, warmup_fraction: float) -> float:
 
 
 @torch.no_grad()
-def predict(model, images: torch.Tensor, cfg: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model, images: torch.Tensor, cfg: dict, device: torch.device) -> torch.Tensor:
     """Logits for uint8 images on ``device``; fixed batch shape on the GPU (last batch padded) for cudnn."""
     model.eval()
     batch = EVAL_BATCH[device.type]
@@ -53,8 +54,8 @@ def predict(model, images: torch.Tensor, cfg: dict, device: torch.device) -> tup
         real = len(chunk)
         if device.type == "cuda" and real < batch:
             chunk = torch.cat([chunk, chunk[:1].expand(batch - real, *chunk.shape[1:])])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(to_model_input(chunk, cfg["mean"], cfg["std"], channels_last=device.type == "cuda"))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.bf16_inference(device)):
+            logits = model(to_model_input(chunk, cfg["mean"], cfg["std"], channels_last=True))
         outputs.append(logits[:real].float())
     return torch.cat(outputs)
 
@@ -70,8 +71,16 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
 
 
 def train_trial(spec: RunSpec, learning_rate: float, train_x, train_y, val_x, val_y, n_classes: int,
-                device: torch.device, freeze_first_half: bool) -> dict:
-    """One learning-rate trial with early stopping on validation; returns the best model and its record."""
+                device: torch.device, freeze_first_half: bool, test: tuple) -> dict:
+    """One learning-rate trial: the whole warm-up + cosine schedule, keeping the final weights.
+
+    The validation split is scored at ``evaluations`` evenly spaced checks; the curve (step, epoch, learning rate,
+    mean training loss since the last check, validation accuracy and loss) is returned so convergence can be
+    seen, and the final check scores the trial for the learning-rate choice. No checkpoint is picked on it: with
+    1-40 validation images a class, picking the best check chose early, worse weights (the convergence grid
+    measures this: with ``test_curve`` set, ``test`` = (images, labels) is also scored at every check, for
+    analysis only; ``python -m study.convergence`` reports it).
+    """
     config = spec.finetune
     cfg = data_config(spec.backbone)
     model = build_backbone(spec.backbone, seed=spec.seed)
@@ -79,56 +88,64 @@ def train_trial(spec: RunSpec, learning_rate: float, train_x, train_y, val_x, va
     frozen = stage_split(model)[0] if freeze_first_half else []
     for module in frozen:
         module.requires_grad_(False)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=torch.channels_last)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=config.weight_decay)
-    steps = total_steps(config, len(train_x))
+    steps = config.planned_steps(len(train_x))
     check_every = max(1, steps // config.evaluations)
     generator = torch.Generator().manual_seed(spec.seed)
     batches = _batches(len(train_x), config.batch_size, generator)
-    use_amp = device.type == "cuda"
-    best = {"val_accuracy": -1.0, "val_loss": math.inf, "step": 0, "state": None}
-    checks_without_gain, steps_run, last_loss = 0, 0, math.inf
+    train_amp = precision.bf16_training(device)
+    scored_per_check = len(val_x) + (len(test[0]) if config.test_curve else 0)
+    curve, loss_sum, loss_count = [], 0.0, 0
     for step in range(steps):
         model.train()
         for module in frozen:  # frozen BatchNorm keeps its ImageNet statistics
             module.eval()
+        lr = learning_rate * _schedule(step, steps, config.warmup_fraction)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate * _schedule(step, steps, config.warmup_fraction)
+            group["lr"] = lr
         index = next(batches).to(device)
-        x = to_model_input(train_x[index], cfg["mean"], cfg["std"], channels_last=use_amp)
-        x = random_resized_crop_flip(x, generator)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        x = to_model_input(train_x[index], cfg["mean"], cfg["std"])
+        x = random_resized_crop_flip(x, generator).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=train_amp):
             loss = F.cross_entropy(model(x).float(), train_y[index], label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        steps_run = step + 1
-        if steps_run % check_every and steps_run != steps:
+        loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+        if (step + 1) % check_every and step + 1 != steps:
             continue
         if len(val_x):
             logits = predict(model, val_x, cfg, device)
             val_loss = F.cross_entropy(logits, val_y).item()
             val_accuracy = (logits.argmax(1) == val_y).float().mean().item()
-            better = (val_accuracy, -val_loss) > (best["val_accuracy"], -best["val_loss"])
-        else:  # one image per class: no validation, keep the lowest training loss
-            last_loss = loss.item()
-            val_loss, val_accuracy = last_loss, float("nan")
-            better = last_loss < best["val_loss"]
-        if better:
-            best.update(val_accuracy=val_accuracy, val_loss=val_loss, step=steps_run,
-                        state=copy.deepcopy(model.state_dict()))
-            checks_without_gain = 0
-        else:
-            checks_without_gain += 1
-            if checks_without_gain >= config.patience:
-                break
-    model.load_state_dict(best["state"])
-    return {"model": model, "learning_rate": learning_rate, "steps_planned": steps, "steps_run": steps_run,
-            "best_step": best["step"], "val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
-            "images_processed": steps_run * config.batch_size + (steps_run // check_every) * len(val_x)}
+        else:  # one image per class: no validation split
+            val_loss, val_accuracy = float("nan"), float("nan")
+        curve.append({"check_index": len(curve), "step": step + 1,
+                      "epoch": (step + 1) * config.batch_size / len(train_x), "learning_rate": lr,
+                      "train_loss": loss_sum / loss_count, "val_accuracy": val_accuracy, "val_loss": val_loss})
+        if config.test_curve:
+            test_logits = predict(model, test[0], cfg, device)
+            curve[-1]["test_accuracy"] = (test_logits.argmax(1) == test[1]).float().mean().item()
+        loss_sum, loss_count = 0.0, 0
+    final = curve[-1]
+    return {"model": model, "learning_rate": learning_rate, "steps_planned": steps, "steps_run": steps,
+            "epochs_planned": steps * config.batch_size / len(train_x), "best_step": steps,
+            "val_accuracy": final["val_accuracy"], "val_loss": final["val_loss"],
+            "train_loss": final["train_loss"], "curve": curve,
+            "images_processed": steps * config.batch_size + len(curve) * scored_per_check}
+
+
+def select_trial(trials: list[dict]) -> tuple[dict, str]:
+    """(the chosen trial, how): best final validation accuracy, ties to the lower validation loss; without a
+    validation split (1 image per class), the lowest final training loss. The same rule scores any subset of a
+    run's trials (``study.convergence``'s learning-rate check)."""
+    if all(np.isfinite(t["val_accuracy"]) for t in trials):
+        return (max(trials, key=lambda t: (t["val_accuracy"], -t["val_loss"], -t["trial_index"])),
+                "best final validation accuracy (ties: lower validation loss)")
+    return (min(trials, key=lambda t: (t["train_loss"], t["trial_index"])),
+            "lowest final training loss (1 image per class: no validation split)")
 
 
 def finetune(spec: RunSpec, context, freeze_first_half: bool) -> MethodResult:
@@ -143,6 +160,7 @@ def finetune(spec: RunSpec, context, freeze_first_half: bool) -> MethodResult:
     train_x, train_y = to_device(data.train_images[subset][train_pos]), to_device(labels[train_pos])
     val_x, val_y = to_device(data.train_images[subset][val_pos]), to_device(labels[val_pos])
     test_x = context.device_test_images(spec)
+    test_y = to_device(data.test_labels)
     measure.reset_peak_memory(device)
     run_clock = context.clock()
     trials = []
@@ -150,7 +168,7 @@ def finetune(spec: RunSpec, context, freeze_first_half: bool) -> MethodResult:
         clock = context.clock()
         with clock.phase("fit"):
             trial = train_trial(spec, learning_rate, train_x, train_y, val_x, val_y, data.info.n_classes, device,
-                                freeze_first_half)
+                                freeze_first_half, (test_x, test_y))
         with clock.phase("eval"):
             predictions = predict(trial.pop("model"), test_x, cfg, device).argmax(1).cpu().numpy()
         trial.update(trial_index=index, predictions=predictions, seconds=dict(clock.seconds),
@@ -159,17 +177,26 @@ def finetune(spec: RunSpec, context, freeze_first_half: bool) -> MethodResult:
         for phase in clock.seconds:
             run_clock.seconds[phase] = run_clock.seconds.get(phase, 0.0) + clock.seconds[phase]
             run_clock.joules[phase] = run_clock.joules.get(phase, 0.0) + clock.joules[phase]
-    if len(val_pos):
-        chosen = max(trials, key=lambda t: (t["val_accuracy"], -t["val_loss"], -t["trial_index"]))
-        selection = "best validation accuracy (ties: lower validation loss)"
-    else:
-        chosen = min(trials, key=lambda t: (t["val_loss"], t["trial_index"]))
-        selection = "lowest training loss (1 image per class: no validation split)"
+    chosen, selection = select_trial(trials)
     for trial in trials:
         trial["selected"] = trial is chosen
     hyperparams = {"learning_rate": chosen["learning_rate"], "selection": selection,
                    "frozen": "stem + first half of stages" if freeze_first_half else "none",
-                   **{key: value for key, value in spec.finetune.__dict__.items() if key != "learning_rates"}}
+                   "recipe": spec.finetune.recipe_id, "epochs_planned": round(chosen["epochs_planned"], 2),
+                   "precision": precision.describe(device),
+                   **{key: value for key, value in spec.finetune.canonical().items() if key != "learning_rates"}}
     return MethodResult(chosen["predictions"], len(train_pos), len(val_pos), hyperparams, run_clock.seconds,
                         run_clock.joules, sum(t["images_processed"] for t in trials), context.meter.source,
-                        measure.peak_memory_mb(device), trials=trials)
+                        measure.peak_memory_mb(device), trials=trials, recipe=spec.finetune.recipe_id)
+
+
+@register_method("ft_full")
+def ft_full(spec, context) -> MethodResult:
+    """Fine-tune every layer with a new head."""
+    return finetune(spec, context, freeze_first_half=False)
+
+
+@register_method("ft_partial")
+def ft_partial(spec, context) -> MethodResult:
+    """Fine-tune with the stem and first half of the stages frozen."""
+    return finetune(spec, context, freeze_first_half=True)
