@@ -82,9 +82,11 @@ def extract_features(data: ImageData, backbone: str, device: torch.device) -> Fe
     warmup_s = time.perf_counter() - warm_start
     measure.reset_peak_memory(device)
     clock = measure.PhaseClock(meter)
+    cpu_start = time.process_time()
     with clock.phase("extract"):
         pooled_train, fne_train = embed(model, data.train_images, cfg, device)
         pooled_test, fne_test = embed(model, data.test_images, cfg, device)
+    process_cpu_s = time.process_time() - cpu_start
     n_images = len(data.train_images) + len(data.test_images)
     extraction = {
         "extraction_id": os.path.basename(path).removesuffix(".npz"),
@@ -92,6 +94,7 @@ def extract_features(data: ImageData, backbone: str, device: torch.device) -> Fe
         "n_images": n_images, "seconds": clock.seconds["extract"], "energy_j": clock.joules["extract"],
         "energy_source": meter.source, "warmup_s": warmup_s, "peak_memory_mb": measure.peak_memory_mb(device),
         "images_per_s": n_images / max(clock.seconds["extract"], 1e-9),
+        "cpu_utilisation": measure.cpu_utilisation(process_cpu_s, clock.seconds["extract"], device),
         "hardware_id": measure.hardware(device.type)["hardware_id"], "created_at": measure.utc_now(),
     }
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -72,6 +72,17 @@ class PhaseClock:
             self.joules[name] = self.joules.get(name, 0.0) + self.meter.joules(start_mj, elapsed)
 
 
+def cpu_utilisation(process_cpu_s: float, wall_s: float, device: torch.device) -> float | None:
+    """CPU seconds this process used / (wall seconds x torch threads), on a CPU device (None on a GPU).
+
+    Near 1 for fine-tuning on an otherwise idle machine; well below 1 means other work shared the cores and the
+    timings are pessimistic (scikit-learn fits use one thread by design, so feature runs sit lower).
+    """
+    if device.type != "cpu":
+        return None
+    return process_cpu_s / max(wall_s, 1e-9) / torch.get_num_threads()
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

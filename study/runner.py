@@ -99,9 +99,10 @@ def execute_run(spec: RunSpec, context: Context, grid: str) -> dict:
     started_at = measure.utc_now()
     data = context.images(spec)
     measure.reset_peak_memory(context.device)
-    wall_start = time.perf_counter()
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
     result = METHODS[spec.method](spec, context)
     total_s = time.perf_counter() - wall_start
+    process_cpu_s = time.process_time() - cpu_start
     subset_labels = data.train_labels[context.subset(spec)]
     counts = np.bincount(subset_labels, minlength=data.info.n_classes)
     hardware = measure.hardware(context.device.type)
@@ -125,6 +126,8 @@ def execute_run(spec: RunSpec, context: Context, grid: str) -> dict:
         "eval_energy_j": result.joules.get("eval", 0.0), "energy_j": sum(result.joules.values()),
         "energy_source": result.energy_source, "images_processed": result.images_processed,
         "peak_memory_mb": result.peak_memory_mb, "device_type": context.device.type,
+        "process_cpu_s": process_cpu_s,
+        "cpu_utilisation": measure.cpu_utilisation(process_cpu_s, total_s, context.device),
         "hardware_id": hardware["hardware_id"], "extraction_id": result.extraction_id,
         "spec": json.dumps(spec.canonical(), sort_keys=True), **measure.software(),
         "started_at": started_at, "finished_at": measure.utc_now(),

@@ -24,7 +24,7 @@ SCHEMA = {
         peak_memory_mb DOUBLE, device_type VARCHAR, hardware_id VARCHAR, extraction_id VARCHAR, spec VARCHAR,
         python_version VARCHAR, torch_version VARCHAR, timm_version VARCHAR, sklearn_version VARCHAR,
         numpy_version VARCHAR, cuda_version VARCHAR, git_commit VARCHAR, started_at VARCHAR, finished_at VARCHAR,
-        recipe VARCHAR""",
+        recipe VARCHAR, process_cpu_s DOUBLE, cpu_utilisation DOUBLE""",
         ('run_id',)),
     "trials": ("""
         run_id VARCHAR, trial_index INTEGER, learning_rate DOUBLE, steps_planned INTEGER, steps_run INTEGER,
@@ -53,7 +53,7 @@ SCHEMA = {
     "extractions": ("""
         extraction_id VARCHAR, dataset VARCHAR, backbone VARCHAR, resolution INTEGER, n_images INTEGER,
         seconds DOUBLE, energy_j DOUBLE, energy_source VARCHAR, warmup_s DOUBLE, peak_memory_mb DOUBLE,
-        images_per_s DOUBLE, hardware_id VARCHAR, created_at VARCHAR""",
+        images_per_s DOUBLE, hardware_id VARCHAR, created_at VARCHAR, cpu_utilisation DOUBLE""",
         ('extraction_id',)),
     "probes": ("""
         dataset VARCHAR, backbone VARCHAR, resolution INTEGER, probe_k INTEGER, probe_accuracy DOUBLE,
