@@ -1,7 +1,7 @@
 """Screenshots of every page for the README: `python -m scripts.screenshots` (needs chromium; writes docs/*.png)."""
 from pathlib import Path
 
-from recommender.app_server import ROOT, browser_page, serve, wait_for_app
+from webapp.server import ROOT, browser_page, serve, wait_for_app
 
 DOCS = ROOT / "docs"
 EXAMPLE = ("?n_classes=6&images_per_class=10&domain=textures&image_size_px=300&colour=true&hardware=l4&region=DEU"

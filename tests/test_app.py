@@ -127,7 +127,7 @@ def test_a_missing_database_names_the_command_that_regenerates_it(tmp_path, monk
 
 
 def test_an_unreadable_database_keeps_the_app_serving_the_last_good_copy(app, monkeypatch):
-    from recommender import ui
+    from webapp import ui
 
     query = {"n_classes": "10", "images_per_class": "20"}
     before = recommendation(app(query))
@@ -145,7 +145,7 @@ def test_an_unreadable_database_keeps_the_app_serving_the_last_good_copy(app, mo
 
 def test_the_other_pages_render_with_charts_tables_and_downloads(app):
     at = app()
-    at.switch_page("app_pages/evidence.py").run()
+    at.switch_page("webapp/pages/evidence.py").run()
     no_crash(at)
     assert len(at.get("vega_lite_chart")) == 2 and at.dataframe
     everything = at.metric[0].value
@@ -154,11 +154,11 @@ def test_the_other_pages_render_with_charts_tables_and_downloads(app):
     assert at.metric[0].value != everything
     assert [b.proto.label for b in at.get("download_button")] == ["Download these runs (CSV)"]
 
-    at.switch_page("app_pages/guidelines.py").run()
+    at.switch_page("webapp/pages/guidelines.py").run()
     no_crash(at)
     assert at.subheader and "Download the guidelines (PDF)" in [b.proto.label for b in at.get("download_button")]
 
-    at.switch_page("app_pages/method.py").run()
+    at.switch_page("webapp/pages/method.py").run()
     no_crash(at)
     assert any("estimate" in w.value for w in at.warning)
     assert any("Decision quality" in s.value for s in at.subheader)

@@ -5,13 +5,13 @@ import pytest
 from pypdf import PdfReader
 
 from evidence_snapshot import snapshot_db
-from recommender import charts, report
+from webapp import charts, report
 from recommender.advise import Advisor
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import load_tables
-from recommender.presentation import budget_checks, evidence_summary, format_amount, numbers_table
+from webapp.presentation import budget_checks, evidence_summary, format_amount, numbers_table
 from recommender.questionnaire import Questionnaire
-from recommender.ui import TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link
+from webapp.ui import TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from pypdf import PdfReader
 
 from evidence_snapshot import snapshot_db
-from recommender.app_server import browser_page, chromium_path, serve, wait_for_app
+from webapp.server import browser_page, chromium_path, serve, wait_for_app
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
                                 reason="chromium is not installed (scripts/bootstrap.sh installs it with apt)")

@@ -1,8 +1,8 @@
 """Evidence explorer: filter the measured runs, chart them, download the filtered rows."""
 import streamlit as st
 
-from recommender import charts, ui
-from recommender.presentation import hardware_descriptions
+from webapp import charts, ui
+from webapp.presentation import hardware_descriptions
 
 st.title("Evidence explorer")
 st.caption("Every measured run of the study. Filter, look, and download what you filtered.")

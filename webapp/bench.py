@@ -1,4 +1,4 @@
-"""How fast the app answers, on this machine: ``python -m recommender.app_bench``.
+"""How fast the app answers, on this machine: ``python -m webapp.bench``.
 
 - submit to recommendation (server side): Advisor.advise plus building and serialising the three charts, over
   varied questionnaires; target p95 <= 200 ms. Also the whole AppTest script rerun after a submit, for context.
@@ -18,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender import charts, report
+from webapp import charts, report
 from recommender.advise import BUDGET_COLUMNS, Advisor
-from recommender.app_server import browser_page, chromium_path, serve
+from webapp.server import browser_page, chromium_path, serve
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import DEFAULT_DB, load_tables
 from recommender.guidelines import derive
 from recommender.hardware import HARDWARE
-from recommender.presentation import budget_checks, evidence_summary, options_table
+from webapp.presentation import budget_checks, evidence_summary, options_table
 from recommender.questionnaire import DOMAINS, Questionnaire
-from recommender.ui import TABLES
+from webapp.ui import TABLES
 
 TARGETS_S = {"submit p95": 0.200, "cold start": 5.0, "pdf": 2.0}
 LINK = "?n_classes=6&images_per_class=10&domain=textures&hardware=l4&budget_money_usd=400"

@@ -1,8 +1,8 @@
 """Guidelines page: what the evidence says in general, each guideline with its numbers; download as PDF."""
 import streamlit as st
 
-from recommender import report, ui
-from recommender.presentation import evidence_summary, numbers_table
+from webapp import report, ui
+from webapp.presentation import evidence_summary, numbers_table
 
 st.title("Guidelines")
 st.caption("Derived from the measured runs by recommender.guidelines; they change as the evidence grows.")

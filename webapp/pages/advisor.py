@@ -1,9 +1,9 @@
 """Advisor page: the questionnaire (bound to the URL), the recommendation, its rationale, charts and report."""
 import streamlit as st
 
-from recommender import ui
+from webapp import ui
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
-from recommender.presentation import (COSTS, budget_checks, cost_label, evidence_summary, format_amount,
+from webapp.presentation import (COSTS, budget_checks, cost_label, evidence_summary, format_amount,
                                       options_table)
 
 st.title("Extract or Tune: advisor")
@@ -29,7 +29,7 @@ else:
 st.query_params.from_dict({**answers.to_query(), **ui.assumptions_to_query(assumptions)})
 
 # Imported only now that advice is wanted (scikit-learn, Altair, fpdf2), so a cold start shows the form sooner.
-from recommender import charts, report  # noqa: E402
+from webapp import charts, report# noqa: E402
 from recommender.advise import BUDGET_COLUMNS  # noqa: E402
 
 try:

@@ -19,7 +19,7 @@ from recommender.carbon import REGIONS
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import EvidenceError, load_tables
 from recommender.hardware import HARDWARE
-from recommender.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, format_number
+from webapp.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, format_number
 from recommender.questionnaire import BUDGET_FIELDS, DOMAINS, Questionnaire, QuestionnaireError
 
 TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probes", "failures")
@@ -107,7 +107,7 @@ def guidelines(current: Evidence) -> list:
 def warm_pdf_renderer() -> threading.Thread:
     """Once per server: start the chart renderer in the background while the user reads the page, so the first
     PDF download does not pay for it."""
-    from recommender.charts import warm_up_renderer
+    from webapp.charts import warm_up_renderer
 
     thread = threading.Thread(target=warm_up_renderer, name="warm-pdf-renderer", daemon=True)
     thread.start()

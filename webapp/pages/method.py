@@ -2,9 +2,9 @@
 import pandas as pd
 import streamlit as st
 
-from recommender import ui
+from webapp import ui
 from recommender.evidence import REGENERATE_COMMAND
-from recommender.presentation import (commits, energy_sources, evidence_summary, grid_coverage,
+from webapp.presentation import (commits, energy_sources, evidence_summary, grid_coverage,
                                       hardware_descriptions, software_versions)
 
 st.title("Method & provenance")

@@ -13,9 +13,9 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 from PIL import Image
 
-from recommender import charts
+from webapp import charts
 from recommender.advise import BUDGET_COLUMNS
-from recommender.presentation import (COSTS, answers_table, assumptions_table, budget_checks, format_amount,
+from webapp.presentation import (COSTS, answers_table, assumptions_table, budget_checks, format_amount,
                                       format_interval, format_number, numbers_table, options_table)
 
 FONT = "DejaVu"

@@ -7,7 +7,7 @@ import altair as alt
 import pandas as pd
 
 from recommender.advise import BUDGET_COLUMNS
-from recommender.presentation import COSTS, cost_label, family
+from webapp.presentation import COSTS, cost_label, family
 
 FAMILY_COLOURS = {"feature extraction": "#1f77b4", "fine-tuning": "#d62728"}
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
