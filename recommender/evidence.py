@@ -25,7 +25,22 @@ def _read_tables(path: Path, tables: tuple[str, ...]) -> dict[str, pd.DataFrame]
         return {t: con.execute(f"SELECT * FROM {t}").df() if t in present else pd.DataFrame() for t in tables}
 
 
-TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probes")
+def evidence_only(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The tables restricted to the grids the recommender learns from (``evidence = true`` in the grid file):
+    the smoke and convergence grids are checks, not evidence, and their recipes must not mix in."""
+    from study.grid_file import evidence_grids
+
+    runs = tables["runs"][tables["runs"]["grid"].isin(evidence_grids())]
+    kept = dict(tables, runs=runs)
+    for name in ("trials", "trial_curves"):
+        if name in tables and not tables[name].empty:
+            kept[name] = tables[name][tables[name]["run_id"].isin(runs["run_id"])]
+    if "extractions" in tables and not tables["extractions"].empty:
+        kept["extractions"] = tables["extractions"][tables["extractions"]["extraction_id"].isin(runs["extraction_id"])]
+    return kept
+
+
+TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probe_curves")
 
 
 def load_tables(db: str | Path = DEFAULT_DB, tables: tuple[str, ...] = TABLES,

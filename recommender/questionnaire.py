@@ -31,6 +31,7 @@ class Questionnaire:
     images_per_class: int = 20
     domain: str = "natural objects"
     image_size_px: int = 224
+    working_resolution_px: int | None = None  # None: chosen from the image size and the backbone (see advise)
     colour: bool = True
     hardware: str = "t4"
     region: str = "world"
@@ -40,12 +41,14 @@ class Questionnaire:
     budget_wall_time_h: float | None = None
     budget_human_hours: float | None = None
     accuracy_weight: float = 0.7  # 1 = accuracy only, 0 = cost only
-    probe_accuracy: float | None = None  # measured linear-probe accuracy on the user's images (study.probe)
+    probe: str | None = None  # the user's measured probe curves (python -m study.probe), see encode_probe
 
     def validate(self) -> "Questionnaire":
         _integer_in(self.n_classes, "n_classes", 2, MAX_CLASSES, "classes")
         _integer_in(self.images_per_class, "images_per_class", 1, MAX_IMAGES_PER_CLASS, "images per class")
         _integer_in(self.image_size_px, "image_size_px", 8, 20_000, "pixels")
+        if self.working_resolution_px is not None:
+            _integer_in(self.working_resolution_px, "working_resolution_px", 32, 4_096, "pixels")
         _choice(self.domain, "domain", DOMAINS)
         _choice(self.hardware, "hardware", list(HARDWARE))
         _choice(self.region, "region", list(REGIONS))
@@ -57,9 +60,14 @@ class Questionnaire:
                 raise QuestionnaireError(name, f"a budget must be a positive number or left empty, got {value!r}")
         if not (_finite(self.accuracy_weight) and 0 <= self.accuracy_weight <= 1):
             raise QuestionnaireError("accuracy_weight", "must be between 0 (cost only) and 1 (accuracy only)")
-        if self.probe_accuracy is not None and not (_finite(self.probe_accuracy) and 0 <= self.probe_accuracy <= 1):
-            raise QuestionnaireError("probe_accuracy", "must be a fraction between 0 and 1")
+        if self.probe is not None:
+            parse_probe(self.probe)
         return self
+
+    @property
+    def probe_curves(self) -> dict[tuple[str, str], dict[int, float]]:
+        """{(method, backbone): {k: accuracy}} measured on the user's images; empty without a probe."""
+        return parse_probe(self.probe) if self.probe else {}
 
     @property
     def budgets(self) -> dict[str, float]:
@@ -79,6 +87,42 @@ class Questionnaire:
             raw = raw[0] if isinstance(raw, list) else raw
             values[item.name] = _parse(item.name, str(raw).strip(), item.type)
         return cls(**values).validate()
+
+
+PROBE_METHODS = ("fe_linear", "fe_fne")
+MAX_PROBE_POINTS = 64
+
+
+def encode_probe(curves: Mapping[tuple[str, str], Mapping[int, float]]) -> str:
+    """{(method, backbone): {k: accuracy}} -> 'method.backbone=k:acc,k:acc;...' (compact, URL-safe, sorted)."""
+    parts = []
+    for (method, backbone), by_k in sorted(curves.items()):
+        points = ",".join(f"{int(k)}:{float(accuracy):.4f}" for k, accuracy in sorted(by_k.items()))
+        parts.append(f"{method}.{backbone}={points}")
+    return ";".join(parts)
+
+
+def parse_probe(text: str) -> dict[tuple[str, str], dict[int, float]]:
+    """Inverse of ``encode_probe``; anything malformed raises QuestionnaireError('probe', ...)."""
+    curves: dict[tuple[str, str], dict[int, float]] = {}
+    try:
+        for part in filter(None, text.split(";")):
+            option, points = part.split("=", 1)
+            method, backbone = option.split(".", 1)
+            if method not in PROBE_METHODS or not backbone.replace("_", "").isalnum():
+                raise ValueError(f"unknown probed option {option[:40]!r}")
+            by_k = {}
+            for point in points.split(","):
+                k, accuracy = point.split(":")
+                by_k[int(k)] = float(accuracy)
+            if any(k < 1 or not (_finite(a) and 0 <= a <= 1) for k, a in by_k.items()):
+                raise ValueError("k must be >= 1 and accuracies fractions between 0 and 1")
+            curves[(method, backbone)] = by_k
+    except ValueError as error:
+        raise QuestionnaireError("probe", f"not a probe measurement ({error})") from None
+    if not curves or sum(map(len, curves.values())) > MAX_PROBE_POINTS:
+        raise QuestionnaireError("probe", f"a probe has 1 to {MAX_PROBE_POINTS} measured points")
+    return curves
 
 
 def _finite(value) -> bool:

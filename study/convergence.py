@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from study.grid import recipe_of
-from study.methods.finetune import select_trial
+from study.selection import select_trial
 from study.store import DEFAULT_DB
 
 TOLERANCE_POINTS = 1.0

@@ -2,34 +2,19 @@
 from __future__ import annotations
 
 import itertools
-import tomllib
 from dataclasses import fields
 from pathlib import Path
 
 from study.backbones import get_spec
 from study.datasets import DatasetError, dataset_name, is_path, list_datasets
+from study.grid_file import DEFAULT_GRID_FILE, GridError, load_grids  # noqa: F401  (re-exported)
 from study.methods import METHODS
 from study.spec import FinetuneConfig, RunSpec
 
-DEFAULT_GRID_FILE = Path(__file__).resolve().parent / "grids.toml"
 # Most informative first: a spread of k over every dataset before the in-between k, and seed 0 before more seeds.
 # A grid may give its own order (``k_priority``).
 K_PRIORITY = [10, 1, 100, 5, None, 50, 2, 20]
 METHOD_ORDER = ["fe_linear", "fe_fne", "ft_full", "ft_partial"]
-
-
-class GridError(ValueError):
-    """A grid file or grid name is wrong."""
-
-
-def load_grids(path: str | Path = DEFAULT_GRID_FILE) -> dict:
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise GridError(f"grid file {path} not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise GridError(f"grid file {path} is not valid TOML: {error}") from None
 
 
 def _k_value(k) -> int | None:

@@ -1,8 +1,13 @@
-"""``python -m study.probe PATH``: a one-minute CPU probe of the user's own images that calibrates the advice.
+"""``python -m study.probe PATH``: a one-minute CPU probe of the user's own images that anchors the advice.
 
-It measures what the recommender's probe feature means on the study's datasets: a linear probe (the study's
-``fe_linear``) on the smallest backbone at 128 px, trained on k images per class and tested on the rest of a
-stratified subsample (<= 30 per class, <= 300 in all), repeated over seeds, at a few k.
+It measures every feature-extraction option of the study on the user's images: the study's ``fe_linear`` (linear
+probe) and ``fe_fne`` (Full-Network Embedding + linear SVM) heads on ``mobilenetv2_100`` and ``efficientnet_lite0``
+features at 128 px, trained on k images per class and tested on the rest of a stratified subsample (<= 30 per
+class, <= 300 in all), 5 repeats, at k = 2, 5, 10, 20 (those below the smallest class count). The images are
+decoded once, each backbone is built once and makes one pass over them, and the four options share the same
+train/test draws, so their learning curves are comparable. ``--study-datasets`` runs the same probe on every
+study dataset's train pool and stores the curves in the DuckDB ``probe_curves`` table (what the recommender
+learns from).
 """
 from __future__ import annotations
 
@@ -12,22 +17,27 @@ import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from study.datasets import DatasetError, list_datasets, load_images, native_shorter_side, to_square
+from study.datasets import (DatasetError, dataset_info, dataset_name, list_datasets, load_images,
+                            native_shorter_side, to_square)
+from study.labels import backbone_label, probed_option_label
 from study.upload import UploadError, intake
 
-PROBE_BACKBONE = "mobilenetv2_100"
+PROBE_BACKBONES = ("mobilenetv2_100", "efficientnet_lite0")
+PROBE_METHODS = ("fe_linear", "fe_fne")
 PROBE_RESOLUTION = 128
-PROBE_K = 10  # the k whose accuracy feeds the recommender
 PROBE_KS = (2, 5, 10, 20)
 MAX_PER_CLASS, MAX_IMAGES, MAX_CLASSES = 30, 300, 150
 REPEATS = 5
 MAX_PIXELS_PER_IMAGE = 40_000_000
 log = logging.getLogger(__name__)
+
+Curves = dict[tuple[str, str], dict[int, float]]
 
 
 @dataclass
@@ -37,21 +47,51 @@ class ProbeResult:
     images_used: int
     image_size_px: int  # median shorter side of the images used
     colour: bool
-    accuracy_by_k: dict[int, float]
-    probe_k: int
-    probe_accuracy: float
+    curves: Curves  # {(method, backbone): {k: mean test accuracy over the repeats}}
+    curve_sd: Curves  # the standard deviation over the repeats
+    tested_per_class: dict[int, float]  # mean number of test images per class at each k
     seconds: float
-    backbone: str = PROBE_BACKBONE
+    backbones: list[str] = field(default_factory=lambda: list(PROBE_BACKBONES))
     resolution: int = PROBE_RESOLUTION
+    repeats: int = REPEATS
+    seconds_by_step: dict[str, float] = field(default_factory=dict)  # decode, extract <backbone>, fit <backbone>
     skipped_non_image: int = 0
     skipped_links: int = 0
     unreadable: list[str] = field(default_factory=list)
 
+    @property
+    def ks(self) -> list[int]:
+        return sorted(self.tested_per_class)
+
+    def table(self) -> list[dict]:
+        """One row per option: its people's name, method, backbone and {k: (accuracy, sd)}."""
+        return [{"option": probed_option_label(method, backbone), "method": method, "backbone": backbone,
+                 "points": {k: (self.curves[(method, backbone)][k], self.curve_sd[(method, backbone)][k])
+                            for k in self.ks}}
+                for backbone in self.backbones for method in PROBE_METHODS if (method, backbone) in self.curves]
+
     def summary(self) -> str:
-        curve = ", ".join(f"k={k}: {100 * a:.1f}%" for k, a in self.accuracy_by_k.items())
-        return (f"{self.n_classes} classes, {self.images_used} images probed in {self.seconds:.1f} s "
-                f"({self.backbone} @ {self.resolution} px, linear probe): {curve}. "
-                f"Probe accuracy (k={self.probe_k}): {100 * self.probe_accuracy:.1f}%.")
+        rows = self.table()
+        width = max(len(row["option"]) for row in rows)
+        header = f"{'option (k = training images per class)':<{width}}" + "".join(f"{f'k={k}':>10}" for k in self.ks)
+        lines = [f"{self.n_classes} classes, {self.images_used} images probed in {self.seconds:.1f} s "
+                 f"({self.resolution} px; trained on k images per class, tested on the rest, {self.repeats} repeats; "
+                 "mean test accuracy):", header]
+        for row in rows:
+            lines.append(f"{row['option']:<{width}}" + "".join(f"{100 * row['points'][k][0]:>9.1f}%"
+                                                              for k in self.ks))
+        lines.append(f"{'test images per class':<{width}}" + "".join(f"{self.tested_per_class[k]:>10.1f}"
+                                                                      for k in self.ks))
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        """JSON-ready: option keys as 'method.backbone' strings (the questionnaire's encoding), k keys as strings."""
+        data = asdict(self)
+        for name in ("curves", "curve_sd"):
+            data[name] = {f"{method}.{backbone}": {str(k): value for k, value in by_k.items()}
+                          for (method, backbone), by_k in getattr(self, name).items()}
+        data["tested_per_class"] = {str(k): value for k, value in self.tested_per_class.items()}
+        return data
 
 
 def subsample(labels: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -63,43 +103,90 @@ def subsample(labels: np.ndarray, seed: int = 0) -> np.ndarray:
                                    for c in np.unique(labels)]))
 
 
-def cross_validated_accuracy(features: np.ndarray, labels: np.ndarray, k: int, repeats: int = REPEATS) -> float:
-    """Mean test accuracy of fe_linear trained on k images per class, tested on the remaining images."""
-    from study.methods import fit_linear_probe
+def probe_ks(labels: np.ndarray) -> list[int]:
+    """The k to measure: PROBE_KS below the smallest class count (so every class keeps a test image)."""
+    smallest = int(np.bincount(labels).min())
+    return [k for k in PROBE_KS if k < smallest] or [max(1, smallest - 1)]
 
-    scores = []
+
+def draws(labels: np.ndarray, k: int, repeats: int = REPEATS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) indices per repeat: k random images per class to train on, the rest to test. Every probed
+    option uses these same draws."""
+    splits = []
     for seed in range(repeats):
         rng = np.random.default_rng([seed, k])
-        train = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k] for c in np.unique(labels)])
-        test = np.setdiff1d(np.arange(len(labels)), train)
-        scaler, model, _ = fit_linear_probe(features[train], labels[train], seed)
-        scores.append(float(np.mean(model.predict(scaler.transform(features[test])) == labels[test])))
-    return float(np.mean(scores))
+        train = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k]
+                                        for c in np.unique(labels)]))
+        splits.append((train, np.setdiff1d(np.arange(len(labels)), train)))
+    return splits
+
+
+def option_accuracy(method: str, pooled: np.ndarray, fne: np.ndarray, labels: np.ndarray, train: np.ndarray,
+                    test: np.ndarray, seed: int) -> float:
+    """Test accuracy of one study method fitted on ``train`` (the study's own fitting code)."""
+    from study.methods.linear import fit_fne_classifier, fit_linear_probe
+
+    if method == "fe_linear":
+        scaler, model, _ = fit_linear_probe(pooled[train], labels[train], seed)
+        predictions = model.predict(scaler.transform(pooled[test]))
+    elif method == "fe_fne":
+        model, test_x, _ = fit_fne_classifier(fne[train], labels[train], fne[test], seed)
+        predictions = model.predict(test_x)
+    else:
+        raise ValueError(f"unknown probe method {method!r}")
+    return float(np.mean(predictions == labels[test]))
+
+
+@lru_cache(maxsize=len(PROBE_BACKBONES))
+def probe_model(backbone: str):
+    """A probed backbone, built once per process (verified weights, eval mode, channels_last as the study)."""
+    import torch
+
+    from study.backbones import build_backbone
+
+    return build_backbone(backbone).eval().to(memory_format=torch.channels_last)
+
+
+def features(backbone: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled, FNE) features of uint8 NHWC images in one pass (``study.features.embed``, on the CPU)."""
+    import torch
+
+    from study.backbones import data_config
+    from study.features import embed
+
+    return embed(probe_model(backbone), images, data_config(backbone), torch.device("cpu"))
 
 
 def probe_arrays(images: np.ndarray, labels: np.ndarray, class_names: list[str], image_size_px: int, colour: bool,
-                 progress: Callable[[float, str], None] | None = None, started: float | None = None) -> ProbeResult:
-    """The probe on decoded uint8 images at PROBE_RESOLUTION (already subsampled)."""
-    import torch
-
-    from study.backbones import build_backbone, data_config
-    from study.features import embed
-
+                 progress: Callable[[float, str], None] | None = None, started: float | None = None,
+                 seconds_by_step: dict[str, float] | None = None) -> ProbeResult:
+    """The probe on decoded uint8 RGB images at PROBE_RESOLUTION (already subsampled)."""
     started = started or time.perf_counter()
     report = progress or (lambda fraction, message: None)
-    report(0.5, "extracting features")
-    model = build_backbone(PROBE_BACKBONE)
-    pooled, _ = embed(model, images, data_config(PROBE_BACKBONE), torch.device("cpu"))
-    smallest = int(np.bincount(labels).min())
-    ks = [k for k in PROBE_KS if k < smallest] or [max(1, smallest - 1)]
-    accuracy = {}
-    for index, k in enumerate(ks):
-        report(0.7 + 0.3 * index / len(ks), f"linear probe at k={k}")
-        accuracy[k] = cross_validated_accuracy(pooled, labels, k)
-    probe_k = PROBE_K if PROBE_K in accuracy else max(accuracy)
+    steps = dict(seconds_by_step or {})
+    ks = probe_ks(labels)
+    splits = {k: draws(labels, k) for k in ks}
+    tested = {k: float(np.mean([len(test) for _, test in splits[k]])) / len(class_names) for k in ks}
+    scores: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for index, backbone in enumerate(PROBE_BACKBONES):
+        base, share = 0.4 + 0.6 * index / len(PROBE_BACKBONES), 0.6 / len(PROBE_BACKBONES)
+        report(base, f"extracting {backbone} features")
+        clock = time.perf_counter()
+        pooled, fne = features(backbone, images)
+        steps[f"extract {backbone}"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        for position, k in enumerate(ks):
+            report(base + share * (0.3 + 0.7 * position / len(ks)), f"{backbone_label(backbone)}: classifiers at k={k}")
+            for seed, (train, test) in enumerate(splits[k]):
+                for method in PROBE_METHODS:
+                    scores.setdefault((method, backbone), {}).setdefault(k, []).append(
+                        option_accuracy(method, pooled, fne, labels, train, test, seed))
+        steps[f"fit {backbone}"] = time.perf_counter() - clock
     report(1.0, "done")
-    return ProbeResult(len(class_names), class_names, len(labels), image_size_px, colour, accuracy, probe_k,
-                       accuracy[probe_k], time.perf_counter() - started)
+    curves = {option: {k: float(np.mean(values)) for k, values in by_k.items()} for option, by_k in scores.items()}
+    curve_sd = {option: {k: float(np.std(values)) for k, values in by_k.items()} for option, by_k in scores.items()}
+    return ProbeResult(len(class_names), class_names, len(labels), image_size_px, colour, curves, curve_sd, tested,
+                       time.perf_counter() - started, seconds_by_step=steps)
 
 
 def probe(source: str | Path, progress: Callable[[float, str], None] | None = None) -> ProbeResult:
@@ -117,6 +204,7 @@ def probe(source: str | Path, progress: Callable[[float, str], None] | None = No
         labels = np.array([i for i, name in enumerate(class_names) for _ in found.files[name]], dtype=np.int64)
         chosen = subsample(labels)
         images, kept, sizes, colours, unreadable = [], [], [], [], []
+        clock = time.perf_counter()
         for position, index in enumerate(chosen):
             path = paths[index]
             report(0.4 * position / len(chosen), f"decoding {len(chosen)} images")
@@ -131,7 +219,10 @@ def probe(source: str | Path, progress: Callable[[float, str], None] | None = No
                 images.append(to_square(path, PROBE_RESOLUTION, 3))
                 kept.append(labels[index])
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+                if len(sizes) > len(images):  # the header was read but the pixels were not
+                    sizes.pop(), colours.pop()
                 unreadable.append(f"{path.relative_to(found.root)}: {error}")
+        decode_s = time.perf_counter() - clock
         kept = np.array(kept, dtype=np.int64)
         counts = np.bincount(kept, minlength=len(class_names))
         if (counts < 2).any():
@@ -139,7 +230,7 @@ def probe(source: str | Path, progress: Callable[[float, str], None] | None = No
             raise UploadError(f"class(es) {', '.join(short[:5])} have fewer than 2 readable images "
                               f"(unreadable: {'; '.join(unreadable[:5])})")
         result = probe_arrays(np.stack(images), kept, class_names, int(np.median(sizes)), bool(np.mean(colours) > 0.5),
-                              progress, started)
+                              progress, started, {"decode": decode_s})
         result.skipped_non_image = len(found.skipped_non_image)
         result.skipped_links = len(found.skipped_links)
         result.unreadable = unreadable
@@ -147,29 +238,39 @@ def probe(source: str | Path, progress: Callable[[float, str], None] | None = No
 
 
 def probe_study_dataset(name: str) -> ProbeResult:
-    """The same probe on a study dataset's train pool (what the recommender learns the probe feature from)."""
+    """The same probe on a study dataset's train pool (what the recommender learns the probe's meaning from)."""
+    started = time.perf_counter()
     data = load_images(name, PROBE_RESOLUTION)
     chosen = subsample(data.train_labels)
     images = data.train_images[chosen]
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
     return probe_arrays(images, data.train_labels[chosen], data.info.class_names,
-                        native_shorter_side(data.info.native_size), data.info.channels == 3)
+                        native_shorter_side(data.info.native_size), data.info.channels == 3, started=started,
+                        seconds_by_step={"decode": time.perf_counter() - started})
+
+
+def curve_rows(dataset: str, result: ProbeResult, git_commit: str, created_at: str) -> list[dict]:
+    """The ``probe_curves`` rows of one probed dataset: one per (backbone, method, k)."""
+    return [{"dataset": dataset, "backbone": backbone, "method": method, "resolution": result.resolution, "k": k,
+             "accuracy": accuracy, "accuracy_sd": result.curve_sd[(method, backbone)][k],
+             "tested_per_class": result.tested_per_class[k], "repeats": result.repeats,
+             "images_used": result.images_used, "seconds": result.seconds, "git_commit": git_commit,
+             "created_at": created_at}
+            for (method, backbone), by_k in sorted(result.curves.items()) for k, accuracy in sorted(by_k.items())]
 
 
 def store_study_probes(db: str, names: list[str]) -> None:
-    """Probe each study dataset and store the results in the ``probes`` table."""
+    """Probe each study dataset and store its curves in the ``probe_curves`` table (one transaction each)."""
     from study.measure import git_commit, utc_now
     from study.store import DuckStore
 
     store = DuckStore(db)
+    commit = git_commit()
     for name in names:
         result = probe_study_dataset(name)
-        store.write_probe({"dataset": name, "backbone": result.backbone, "resolution": result.resolution,
-                           "probe_k": result.probe_k, "probe_accuracy": result.probe_accuracy,
-                           "accuracy_by_k": json.dumps(result.accuracy_by_k), "images_used": result.images_used,
-                           "seconds": result.seconds, "git_commit": git_commit(), "created_at": utc_now()})
-        print(f"{name}: {result.summary()}")
+        store.write_probe(dataset_name(name), curve_rows(dataset_name(name), result, commit, utc_now()))
+        print(f"{dataset_name(name)}: {result.summary()}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,24 +279,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", nargs="?", help="a folder or .zip: CLASS/*.jpg or {train,test}/CLASS/*.jpg")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--study-datasets", action="store_true",
-                        help="probe every study dataset and store the results in the DuckDB `probes` table")
+                        help="probe every study dataset and store the curves in the DuckDB `probe_curves` table")
+    parser.add_argument("--datasets", default=None, help="with --study-datasets: only these (comma-separated)")
     parser.add_argument("--db", default=None, help="DuckDB file for --study-datasets")
     args = parser.parse_args(argv)
     if args.study_datasets:
         from study.store import DEFAULT_DB
 
-        store_study_probes(args.db or str(DEFAULT_DB), list_datasets())
+        names = [name.strip() for name in args.datasets.split(",") if name.strip()] if args.datasets \
+            else list_datasets()
+        if not names:
+            parser.error("--datasets names no dataset")
+        try:
+            for name in names:
+                dataset_info(name)  # an unknown name fails here, before anything is probed
+            store_study_probes(args.db or str(DEFAULT_DB), names)
+        except DatasetError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         return 0
+    if args.datasets:
+        parser.error("--datasets goes with --study-datasets")
     if not args.path:
         parser.error("give a folder or .zip to probe, or --study-datasets")
     try:
         result = probe(args.path, progress=None if args.json else
-                       lambda fraction, message: print(f"\r[{fraction:4.0%}] {message:40}", end="", file=sys.stderr))
+                       lambda fraction, message: print(f"\r[{fraction:4.0%}] {message:44}", end="", file=sys.stderr))
     except (UploadError, DatasetError) as error:
         print(f"\nerror: {error}", file=sys.stderr)
         return 2
     print("", file=sys.stderr)
-    print(json.dumps(asdict(result), indent=2) if args.json else result.summary())
+    print(json.dumps(result.to_json(), indent=2) if args.json else result.summary())
     if result.unreadable:
         print(f"{len(result.unreadable)} unreadable image(s) skipped: " + "; ".join(result.unreadable[:10]),
               file=sys.stderr)

@@ -55,10 +55,13 @@ SCHEMA = {
         seconds DOUBLE, energy_j DOUBLE, energy_source VARCHAR, warmup_s DOUBLE, peak_memory_mb DOUBLE,
         images_per_s DOUBLE, hardware_id VARCHAR, created_at VARCHAR, cpu_utilisation DOUBLE""",
         ('extraction_id',)),
-    "probes": ("""
-        dataset VARCHAR, backbone VARCHAR, resolution INTEGER, probe_k INTEGER, probe_accuracy DOUBLE,
-        accuracy_by_k VARCHAR, images_used INTEGER, seconds DOUBLE, git_commit VARCHAR, created_at VARCHAR""",
-        ('dataset', 'backbone', 'resolution')),
+    # A study dataset's probe (python -m study.probe --study-datasets): mean test accuracy over the repeats of
+    # one feature-extraction option trained on k images per class of the probe's subsample.
+    "probe_curves": ("""
+        dataset VARCHAR, backbone VARCHAR, method VARCHAR, resolution INTEGER, k INTEGER, accuracy DOUBLE,
+        accuracy_sd DOUBLE, tested_per_class DOUBLE, repeats INTEGER, images_used INTEGER, seconds DOUBLE,
+        git_commit VARCHAR, created_at VARCHAR""",
+        ('dataset', 'backbone', 'method', 'resolution', 'k')),
     "failures": ("""
         run_id VARCHAR, spec VARCHAR, error VARCHAR, failed_at VARCHAR""",
         ()),
@@ -169,10 +172,25 @@ class DuckStore:
                     pass  # a failed COMMIT has already ended the transaction
                 raise StoreError(f"could not store run {record['run']['run_id']}: {error}") from None
 
-    def write_probe(self, row: dict) -> None:
-        """Store (or replace) a study dataset's probe measurement."""
+    def write_probe(self, dataset: str, rows: list[dict]) -> None:
+        """Store a study dataset's probe curves (``probe_curves`` rows) in one transaction, replacing its earlier
+        probe entirely."""
+        if not rows or any(row.get("dataset") != dataset or not set(row) <= set(COLUMNS["probe_curves"])
+                           for row in rows):
+            raise StoreError(f"malformed probe_curves rows for {dataset!r}")
         with self._connect() as con:
-            self._insert(con, "probes", row, "OR REPLACE")
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute("DELETE FROM probe_curves WHERE dataset = ?", [dataset])
+                for row in rows:
+                    self._insert(con, "probe_curves", row, "")
+                con.execute("COMMIT")
+            except self._duckdb.Error as error:
+                try:
+                    con.execute("ROLLBACK")
+                except self._duckdb.Error:
+                    pass  # a failed COMMIT has already ended the transaction
+                raise StoreError(f"could not store the probe of {dataset}: {error}") from None
 
     def record_failure(self, run_id: str, spec: dict, error: str, failed_at: str) -> None:
         with self._connect() as con:

@@ -1,16 +1,22 @@
 """The bring-your-own-data probe: real images, and real malformed uploads for every limit."""
 import io
+import json
 import os
 import shutil
 import tempfile
 import zipfile
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from study import probe as probe_module
 from study import upload
-from study.probe import MAX_IMAGES, MAX_PER_CLASS, probe, subsample
+from study.probe import (MAX_IMAGES, MAX_PER_CLASS, PROBE_BACKBONES, PROBE_METHODS, draws, main, probe,
+                         subsample)
 from study.upload import UploadError, intake
+
+OPTIONS = {(method, backbone) for method in PROBE_METHODS for backbone in PROBE_BACKBONES}
 
 CLASSES = ["daisy", "dandelion", "sunflower"]
 
@@ -47,23 +53,121 @@ def _zip_folder(path, root, extra=()):
     return _zip(path, entries + list(extra))
 
 
-def test_probe_measures_real_photos_and_reports_what_it_skipped(flowers, tmp_path, private_tmp):
+def test_probe_measures_every_option_on_the_same_draws_and_reports_what_it_skipped(flowers, tmp_path, private_tmp,
+                                                                                   monkeypatch):
     (flowers / "daisy" / "readme.txt").write_text("not an image")
     good = next((flowers / "daisy").glob("*.jpg")).read_bytes()
     (flowers / "dandelion" / "truncated.jpg").write_bytes(good[:2000])
     (flowers / "sunflower" / "empty.jpg").write_bytes(b"")
     archive = _zip_folder(tmp_path / "upload.zip", flowers)
+    fits, measure = [], probe_module.option_accuracy
+
+    def recording(method, pooled, fne, labels, train, test, seed):
+        fits.append((method, fne.shape[1], tuple(train), tuple(test), seed))  # FNE width tells the backbones apart
+        return measure(method, pooled, fne, labels, train, test, seed)
+
+    monkeypatch.setattr(probe_module, "option_accuracy", recording)
     steps = []
     result = probe(archive, progress=lambda fraction, message: steps.append(fraction))
     assert result.n_classes == 3 and result.class_names == CLASSES
     assert result.skipped_non_image == 1
     assert any("truncated.jpg" in line for line in result.unreadable)
     assert any("empty.jpg" in line for line in result.unreadable)
-    assert set(result.accuracy_by_k) == {2, 5, 10} and result.probe_k == 10
-    assert result.probe_accuracy > 0.6  # 3 flower classes: chance is 0.33
     assert result.colour and result.image_size_px == 160
-    assert steps[0] == 0.0 and steps[-1] == 1.0
+    assert steps[0] == 0.0 and steps[-1] == 1.0 and steps == sorted(steps)
     assert not list(private_tmp.glob("eot-upload-*"))  # nothing of the upload is kept
+
+    # Four options (2 backbones x 2 heads), each at every k below the smallest class (14 images), 5 repeats.
+    assert result.images_used == 42 and result.backbones == list(PROBE_BACKBONES) and result.resolution == 128
+    assert set(result.curves) == set(result.curve_sd) == OPTIONS
+    assert all(set(by_k) == {2, 5, 10} for by_k in [*result.curves.values(), *result.curve_sd.values()])
+    assert result.tested_per_class == {2: 12.0, 5: 9.0, 10: 4.0}
+    assert all(0 <= sd <= 0.5 for by_k in result.curve_sd.values() for sd in by_k.values())
+    # 3 flower classes, chance is 0.33: every option is well above it at k=10, and the curves rise with k.
+    assert all(by_k[10] > 0.6 for by_k in result.curves.values()), result.curves
+    assert np.mean([by_k[10] - by_k[2] for by_k in result.curves.values()]) > 0.05
+    assert all(by_k[10] >= by_k[2] - 0.1 for by_k in result.curves.values())
+    # Every option was fitted on the same train/test draws: 3 k x 5 repeats, each seen by all 4 options.
+    assert len(fits) == 4 * 3 * 5
+    by_draw = {}
+    for method, dims, train, test, seed in fits:
+        by_draw.setdefault((train, test, seed), set()).add((method, dims))
+    assert len(by_draw) == 3 * 5 and all(len(options) == 4 for options in by_draw.values())
+    assert {"decode", "extract mobilenetv2_100", "fit efficientnet_lite0"} <= set(result.seconds_by_step)
+    assert 0 < sum(result.seconds_by_step.values()) <= result.seconds
+    text = result.summary()  # the four curves, readable
+    assert "MobileNetV2 · linear classifier" in text and "EfficientNet-Lite0 · Full-Network Embedding" in text
+    assert "k=2" in text and "k=10" in text and f"{result.seconds:.1f} s" in text
+    assert len([line for line in text.splitlines() if line.count("%") == 3]) == 4
+
+
+def test_draws_are_stratified_disjoint_and_reproducible():
+    labels = np.repeat(np.arange(3), [6, 8, 10])
+    splits = draws(labels, 5)
+    assert len(splits) == 5 and len({tuple(train) for train, _ in splits}) > 1
+    for train, test in splits:
+        assert np.bincount(labels[train]).tolist() == [5, 5, 5]
+        assert not set(train) & set(test) and len(train) + len(test) == len(labels)
+    assert all((a == c).all() and (b == d).all() for (a, b), (c, d) in zip(splits, draws(labels, 5)))
+
+
+def test_json_output_and_questionnaire_encoding(flowers, capsys):
+    from recommender.questionnaire import Questionnaire, encode_probe, parse_probe
+
+    assert main(["--json", str(flowers)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["curves"]) == {f"{m}.{b}" for m, b in OPTIONS} == set(data["curve_sd"])
+    assert all(set(by_k) == {"2", "5", "10"} for by_k in data["curves"].values())
+    assert set(data["tested_per_class"]) == {"2", "5", "10"} and data["seconds"] > 0
+    assert data["backbones"] == list(PROBE_BACKBONES) and data["resolution"] == 128
+    assert "probe_accuracy" not in data and "accuracy_by_k" not in data
+    curves = {tuple(key.split(".", 1)): {int(k): a for k, a in by_k.items()} for key, by_k in data["curves"].items()}
+    decoded = parse_probe(encode_probe(curves))
+    assert set(decoded) == OPTIONS
+    assert all(abs(decoded[o][k] - curves[o][k]) < 1e-4 for o in OPTIONS for k in curves[o])
+    assert Questionnaire(n_classes=3, probe=encode_probe(curves)).validate().probe_curves == decoded
+
+
+def test_study_datasets_store_probe_curves(tmp_path, capsys):
+    import duckdb
+
+    from study.store import DuckStore
+
+    db = tmp_path / "probe.duckdb"
+    assert main(["--study-datasets", "--datasets", "flowers5", "--db", str(db)]) == 0
+    assert "flowers5:" in capsys.readouterr().out
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT * FROM probe_curves ORDER BY backbone, method, k").df()
+        columns = con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                              "WHERE table_name = 'probe_curves' ORDER BY ordinal_position").fetchall()
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert columns == [("dataset", "VARCHAR"), ("backbone", "VARCHAR"), ("method", "VARCHAR"),
+                       ("resolution", "INTEGER"), ("k", "INTEGER"), ("accuracy", "DOUBLE"),
+                       ("accuracy_sd", "DOUBLE"), ("tested_per_class", "DOUBLE"), ("repeats", "INTEGER"),
+                       ("images_used", "INTEGER"), ("seconds", "DOUBLE"), ("git_commit", "VARCHAR"),
+                       ("created_at", "VARCHAR")]
+    assert "probes" not in tables
+    assert len(rows) == 16 and set(rows["dataset"]) == {"flowers5"} and set(rows["resolution"]) == {128}
+    assert set(zip(rows["method"], rows["backbone"])) == OPTIONS and set(rows["k"]) == {2, 5, 10, 20}
+    assert (rows["repeats"] == 5).all() and (rows["images_used"] == 150).all()  # 5 classes x 30
+    assert rows["accuracy"].between(0, 1).all() and rows["accuracy_sd"].between(0, 0.5).all()
+    assert rows[rows["k"] == 20]["accuracy"].mean() > rows[rows["k"] == 2]["accuracy"].mean()
+    assert rows[rows["k"] == 20]["accuracy"].min() > 0.5  # 5 flower classes: chance is 0.2
+    assert (rows["tested_per_class"] == 30 - rows["k"]).all()
+
+    # A re-probe replaces the dataset's rows (one transaction), dropping points it did not measure again.
+    again = [{**row, "accuracy": 0.5, "created_at": "later"}
+             for row in rows.to_dict("records") if row["k"] != 20]
+    DuckStore(db).write_probe("flowers5", again)
+    with duckdb.connect(str(db), read_only=True) as con:
+        after = con.execute("SELECT k, accuracy, created_at FROM probe_curves").fetchall()
+    assert len(after) == 12 and {k for k, _, _ in after} == {2, 5, 10}
+    assert all(accuracy == 0.5 and created == "later" for _, accuracy, created in after)
+
+
+def test_unknown_study_dataset_is_refused_before_probing(tmp_path, capsys):
+    assert main(["--study-datasets", "--datasets", "no_such_dataset", "--db", str(tmp_path / "x.duckdb")]) == 2
+    assert "no_such_dataset" in capsys.readouterr().err
 
 
 def test_train_test_layout_in_a_folder(flowers, tmp_path):

@@ -8,6 +8,7 @@ import pandas as pd
 
 from recommender.carbon import REGIONS
 from recommender.hardware import HARDWARE
+from study.labels import probed_option_label
 
 # What each cost column is: column -> (label, unit).
 COSTS = {
@@ -32,7 +33,7 @@ QUESTION_LABELS = {
     "budget_wall_time_h": "Compute wall-time budget (h)",
     "budget_human_hours": "Human-time budget (h)",
     "accuracy_weight": "Accuracy vs cost weight (1 = accuracy only)",
-    "probe_accuracy": "Measured linear-probe accuracy on your images",
+    "probe": "Measured probe on your images (learning curves)",
 }
 ASSUMPTION_LABELS = {
     "pue": "Power usage effectiveness (PUE)",
@@ -99,9 +100,41 @@ def describe_answer(name: str, value) -> str:
         return REGIONS[value].name
     if name == "colour":
         return "yes" if value else "no (greyscale)"
-    if name == "probe_accuracy":
-        return f"{value:.1%}"
+    if name == "probe":
+        return describe_probe(value)
     return format_number(value)
+
+
+def probe_curves_table(curves: dict) -> pd.DataFrame:
+    """The probe's measured curves {(method, backbone): {k: accuracy}} for reading: one row per option (named for
+    people, in the probe's order), one column per k, accuracies as % with one decimal."""
+    from study.probe import PROBE_BACKBONES, PROBE_METHODS
+
+    def order(option):
+        method, backbone = option
+        return (PROBE_BACKBONES.index(backbone) if backbone in PROBE_BACKBONES else len(PROBE_BACKBONES), backbone,
+                PROBE_METHODS.index(method) if method in PROBE_METHODS else len(PROBE_METHODS), method)
+
+    ks = sorted({k for by_k in curves.values() for k in by_k})
+    rows = [{"option": probed_option_label(*option), **{f"k={k}": f"{100 * by_k[k]:.1f}%" if k in by_k else ""
+                                                  for k in ks}}
+            for option, by_k in sorted(curves.items(), key=lambda item: order(item[0]))]
+    return pd.DataFrame(rows, columns=["option"] + [f"k={k}" for k in ks])
+
+
+def describe_probe(encoded: str) -> str:
+    """A questionnaire's probe (``encode_probe`` text) in one line: what was measured and the best point."""
+    from recommender.questionnaire import QuestionnaireError, parse_probe
+
+    try:
+        curves = parse_probe(encoded)
+    except QuestionnaireError:
+        return "not a probe measurement"
+    ks = sorted({k for by_k in curves.values() for k in by_k})
+    (method, backbone), k, accuracy = max(((option, k, a) for option, by_k in curves.items() for k, a in by_k.items()),
+                                          key=lambda point: (point[2], -point[1]))
+    return (f"{len(curves)} option(s) measured at k = {', '.join(map(str, ks))} images per class; best "
+            f"{accuracy:.1%} ({probed_option_label(method, backbone)} at k={k})")
 
 
 def answers_table(questionnaire) -> pd.DataFrame:

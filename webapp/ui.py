@@ -22,7 +22,7 @@ from recommender.hardware import HARDWARE
 from webapp.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, format_number
 from recommender.questionnaire import BUDGET_FIELDS, DOMAINS, Questionnaire, QuestionnaireError
 
-TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probes", "failures")
+TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probe_curves", "failures")
 EVIDENCE_TTL_S = 300
 ASSUMPTION_PREFIX = "a_"  # query parameters of edited assumptions: a_pue=1.2
 _EVIDENCE_KEY = "_evidence"
@@ -210,17 +210,19 @@ def questionnaire_form(initial: Questionnaire) -> Questionnaire | None:
             accuracy_weight = st.slider(QUESTION_LABELS["accuracy_weight"], 0.0, 1.0, initial.accuracy_weight,
                                         step=0.05, key="q_accuracy_weight",
                                         help="0: the cheapest option within budgets; 1: the most accurate one.")
-            probe_accuracy = st.number_input(
-                QUESTION_LABELS["probe_accuracy"] + " (0 to 1, optional)", value=initial.probe_accuracy, step=0.01,
-                format="%g", placeholder="not measured", key="q_probe_accuracy",
-                help="The k=10 accuracy that `python -m study.probe YOUR_IMAGES` measures in about a minute of CPU; "
-                     "it conditions the prediction on your own data.")
+            probe = st.text_input(
+                QUESTION_LABELS["probe"] + " (optional)", value=initial.probe or "", placeholder="not measured",
+                key="q_probe",
+                help="Filled by **Measure your own images** above (or `python -m study.probe YOUR_IMAGES`): the "
+                     "accuracy of every feature-extraction option measured on your images at a few k, as "
+                     "`method.backbone=k:accuracy,...;...`. The predictions are anchored on it; clear it to "
+                     "advise from the questionnaire alone.")
         submitted = st.form_submit_button("Recommend", type="primary")
     if not submitted:
         return None
     answers = Questionnaire(n_classes=_whole(n_classes), images_per_class=_whole(images_per_class), domain=domain,
                             image_size_px=_whole(image_size_px), colour=colour, hardware=hardware, region=region,
-                            accuracy_weight=accuracy_weight, probe_accuracy=probe_accuracy, **budget_values)
+                            accuracy_weight=accuracy_weight, probe=probe.strip() or None, **budget_values)
     try:
         return answers.validate()
     except QuestionnaireError as error:
@@ -276,18 +278,22 @@ def probe_panel() -> None:
     import tempfile
     from pathlib import Path
 
+    from recommender.questionnaire import encode_probe
     from study.probe import probe
     from study.upload import MAX_UPLOAD_BYTES, UploadError
 
     with st.expander("Measure your own images (a quick CPU probe, about a minute)"):
         st.caption("Layout `CLASS/*.jpg` or `train/CLASS/*.jpg`. At most 30 images per class and 300 in all are "
                    f"used; uploads up to {min(MAX_UPLOAD_BYTES, st.get_option('server.maxUploadSize') * 2**20) // 2**20}"
-                   " MiB. Nothing of the upload is kept.")
+                   " MiB. Nothing of the upload is kept. The probe measures every feature-extraction option "
+                   "(MobileNetV2 and EfficientNet-Lite0 features at 128 px, with a linear classifier or the "
+                   "Full-Network Embedding) trained on k = 2, 5, 10, 20 of your images per class and tested on the "
+                   "rest; the advice is anchored on these measured curves.")
         upload = st.file_uploader("A .zip of your images", type=["zip"], key="probe_zip")
         folder = st.text_input("…or a folder on this machine", key="probe_folder") if _local_server() else ""
         if not st.button("Probe my images", disabled=upload is None and not folder):
             if "probe_result" in st.session_state:
-                st.success(st.session_state["probe_result"].summary())
+                _show_probe(st.session_state["probe_result"])
             return
         bar = st.progress(0.0, text="starting")
         with tempfile.TemporaryDirectory(prefix="eot-probe-") as scratch:
@@ -302,27 +308,41 @@ def probe_panel() -> None:
                 bar.empty()
                 st.error(f"The probe could not use these images: {error}")
                 return
+        bar.empty()
         st.session_state["probe_result"] = result
         # Fill the questionnaire with what was measured (widget keys set before the form is drawn).
-        st.session_state.update(q_probe_accuracy=round(result.probe_accuracy, 4), q_n_classes=result.n_classes,
+        st.session_state.update(q_probe=encode_probe(result.curves), q_n_classes=result.n_classes,
                                 q_image_size_px=result.image_size_px, q_colour=result.colour)
-        st.success(result.summary())
+        _show_probe(result)
         skipped = [f"{result.skipped_non_image} non-image file(s)"] if result.skipped_non_image else []
         skipped += [f"{result.skipped_links} link(s)"] if result.skipped_links else []
         if skipped:
             st.caption("Skipped: " + ", ".join(skipped) + ".")
         for line in result.unreadable[:20]:
             st.warning(f"Unreadable image skipped: {line}")
-        st.info("The form below now holds the measured classes, image size, colour and probe accuracy: press "
+        st.info("The form below now holds the measured classes, image size, colour and learning curves: press "
                 "**Recommend**.")
+
+
+def _show_probe(result) -> None:
+    """The probe's measured curves as a table (options as rows, k as columns) and the time it took."""
+    from webapp.presentation import probe_curves_table
+
+    st.success(f"Measured {len(result.curves)} feature-extraction options on {result.images_used} of your images "
+               f"({result.n_classes} classes) in {result.seconds:.0f} s.")
+    st.markdown("**Mean test accuracy, trained on k of your images per class**")
+    st.dataframe(probe_curves_table(result.curves), hide_index=True)
+    tested = ", ".join(f"k={k}: {n:.1f}" for k, n in sorted(result.tested_per_class.items()))
+    st.caption(f"{result.resolution} px; each point is the mean of {result.repeats} random draws (the same draws for "
+               f"every option), tested on the images not trained on (per class, {tested}).")
 
 
 def probe_comparison(advisor, answers: Questionnaire, assumptions: Assumptions) -> pd.DataFrame | None:
     """How the probe changed the advice: each option's interval without and with the measured probe."""
-    if answers.probe_accuracy is None:
+    if answers.probe is None:
         return None
     with_probe = advisor.advise(answers, assumptions).options.set_index("option")
-    without = advisor.advise(replace(answers, probe_accuracy=None), assumptions).options.set_index("option")
+    without = advisor.advise(replace(answers, probe=None), assumptions).options.set_index("option")
     frame = pd.DataFrame({
         "questionnaire only": [f"{a:.0%} ({lo:.0%}–{hi:.0%})" for a, lo, hi in
                                zip(without["acc_median"], without["acc_low"], without["acc_high"])],

@@ -18,6 +18,7 @@ from study import measure, precision
 from study.backbones import build_backbone, data_config, stage_split
 from study.methods.base import MethodResult, register_method
 from study.preprocess import random_resized_crop_flip, to_model_input
+from study.selection import select_trial
 from study.spec import RunSpec
 
 EVAL_BATCH = {"cuda": 256, "cpu": 128}
@@ -135,17 +136,6 @@ def train_trial(spec: RunSpec, learning_rate: float, train_x, train_y, val_x, va
             "val_accuracy": final["val_accuracy"], "val_loss": final["val_loss"],
             "train_loss": final["train_loss"], "curve": curve,
             "images_processed": steps * config.batch_size + len(curve) * scored_per_check}
-
-
-def select_trial(trials: list[dict]) -> tuple[dict, str]:
-    """(the chosen trial, how): best final validation accuracy, ties to the lower validation loss; without a
-    validation split (1 image per class), the lowest final training loss. The same rule scores any subset of a
-    run's trials (``study.convergence``'s learning-rate check)."""
-    if all(np.isfinite(t["val_accuracy"]) for t in trials):
-        return (max(trials, key=lambda t: (t["val_accuracy"], -t["val_loss"], -t["trial_index"])),
-                "best final validation accuracy (ties: lower validation loss)")
-    return (min(trials, key=lambda t: (t["train_loss"], t["trial_index"])),
-            "lowest final training loss (1 image per class: no validation split)")
 
 
 def finetune(spec: RunSpec, context, freeze_first_half: bool) -> MethodResult:

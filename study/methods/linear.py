@@ -52,6 +52,16 @@ def fne_ternarise(train_x: np.ndarray, other_x: np.ndarray) -> tuple[np.ndarray,
     return ternary(train_x), ternary(other_x)
 
 
+def fit_fne_classifier(train_x: np.ndarray, train_y: np.ndarray, other_x: np.ndarray, seed: int):
+    """The Full-Network Embedding classifier: ternarise with the training subset's statistics, then the paper's
+    LinearSVC (fixed C). Returns (model, ``other_x`` ternarised for ``model.predict``, hyperparams)."""
+    train_t, other_t = fne_ternarise(train_x, other_x)
+    model = LinearSVC(C=FNE_SVM_C, dual="auto", max_iter=5000, random_state=seed).fit(train_t, train_y)
+    hyperparams = {"C": FNE_SVM_C, "C_selection": "fixed (paper)", "thresholds": [FNE_LOW, FNE_HIGH],
+                   "dims": int(train_t.shape[1])}
+    return model, other_t, hyperparams
+
+
 def _feature_method(spec, context, kind: str) -> MethodResult:
     features = context.features(spec)
     subset = context.subset(spec)
@@ -61,10 +71,8 @@ def _feature_method(spec, context, kind: str) -> MethodResult:
         if kind == "pooled":
             scaler, model, hyperparams = fit_linear_probe(features.pooled_train[subset], train_y, spec.seed)
         else:
-            train_x, test_x = fne_ternarise(features.fne_train[subset], features.fne_test)
-            model = LinearSVC(C=FNE_SVM_C, dual="auto", max_iter=5000, random_state=spec.seed).fit(train_x, train_y)
-            hyperparams = {"C": FNE_SVM_C, "C_selection": "fixed (paper)", "thresholds": [FNE_LOW, FNE_HIGH],
-                           "dims": int(train_x.shape[1])}
+            model, test_x, hyperparams = fit_fne_classifier(features.fne_train[subset], train_y, features.fne_test,
+                                                            spec.seed)
     hyperparams["extraction_precision"] = precision.describe(context.device)["inference"]
     with clock.phase("eval"):
         if kind == "pooled":

@@ -4,7 +4,7 @@ import streamlit as st
 from webapp import ui
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from webapp.presentation import (COSTS, budget_checks, cost_label, evidence_summary, format_amount,
-                                      options_table)
+                                      options_table, probe_curves_table)
 
 st.title("Extract or Tune: advisor")
 st.caption("Feature extraction or fine-tuning? Describe your task and budgets; the advice rests on measured runs.")
@@ -64,6 +64,9 @@ with st.container(border=True):
 
 st.markdown("#### Why")
 st.markdown("\n".join(f"- {line}" for line in advice.rationale))
+if answers.probe is not None:
+    st.markdown("#### Your probe: measured accuracy on your images, trained on k images per class")
+    st.dataframe(probe_curves_table(answers.probe_curves), hide_index=True)
 probe_effect = ui.probe_comparison(ui.advisor(evidence), answers, assumptions)
 if probe_effect is not None:
     st.markdown("#### What your probe changed (predicted accuracy, 80% interval)")
