@@ -33,6 +33,8 @@ PROBE_METHODS = ("fe_linear", "fe_fne")
 PROBE_RESOLUTION = 128
 PROBE_KS = (2, 5, 10, 20)
 MAX_PER_CLASS, MAX_IMAGES, MAX_CLASSES = 30, 300, 150
+# With a test split: up to 21 training images a class (k = 20 plus one) and 20 test images a class.
+MAX_TRAIN_PER_CLASS, MAX_TRAIN_IMAGES, MAX_TEST_PER_CLASS, MAX_TEST_IMAGES = 21, 300, 20, 200
 REPEATS = 5
 MAX_PIXELS_PER_IMAGE = 40_000_000
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class ProbeResult:
     resolution: int = PROBE_RESOLUTION
     repeats: int = REPEATS
     seconds_by_step: dict[str, float] = field(default_factory=dict)  # decode, extract <backbone>, fit <backbone>
+    tested_on: str = "the images not trained on (no test split given)"
     skipped_non_image: int = 0
     skipped_links: int = 0
     unreadable: list[str] = field(default_factory=list)
@@ -75,8 +78,8 @@ class ProbeResult:
         width = max(len(row["option"]) for row in rows)
         header = f"{'option (k = training images per class)':<{width}}" + "".join(f"{f'k={k}':>10}" for k in self.ks)
         lines = [f"{self.n_classes} classes, {self.images_used} images probed in {self.seconds:.1f} s "
-                 f"({self.resolution} px; trained on k images per class, tested on the rest, {self.repeats} repeats; "
-                 "mean test accuracy):", header]
+                 f"({self.resolution} px; trained on k images per class, tested on {self.tested_on}, "
+                 f"{self.repeats} repeats; mean test accuracy):", header]
         for row in rows:
             lines.append(f"{row['option']:<{width}}" + "".join(f"{100 * row['points'][k][0]:>9.1f}%"
                                                               for k in self.ks))
@@ -94,30 +97,44 @@ class ProbeResult:
         return data
 
 
-def subsample(labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Stratified indices: at most MAX_PER_CLASS per class and MAX_IMAGES in all."""
+def subsample(labels: np.ndarray, is_test: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """Stratified indices: without a test split, at most MAX_PER_CLASS per class and MAX_IMAGES in all (the probe
+    cross-validates within them); with one (``is_test``), up to the train and test caps from each side."""
     n_classes = len(np.unique(labels))
-    per_class = max(2, min(MAX_PER_CLASS, MAX_IMAGES // n_classes))
     rng = np.random.default_rng(seed)
-    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
-                                   for c in np.unique(labels)]))
+
+    def take(pool: np.ndarray, per_class: int) -> list[np.ndarray]:
+        return [rng.permutation(pool[labels[pool] == c])[:per_class] for c in np.unique(labels)]
+
+    everything = np.arange(len(labels))
+    if is_test is None or not is_test.any():
+        return np.sort(np.concatenate(take(everything, max(2, min(MAX_PER_CLASS, MAX_IMAGES // n_classes)))))
+    train = take(everything[~is_test], max(2, min(MAX_TRAIN_PER_CLASS, MAX_TRAIN_IMAGES // n_classes)))
+    test = take(everything[is_test], max(1, min(MAX_TEST_PER_CLASS, MAX_TEST_IMAGES // n_classes)))
+    return np.sort(np.concatenate(train + test))
 
 
-def probe_ks(labels: np.ndarray) -> list[int]:
-    """The k to measure: PROBE_KS below the smallest class count (so every class keeps a test image)."""
+def probe_ks(labels: np.ndarray, is_test: np.ndarray) -> list[int]:
+    """The k to measure: PROBE_KS up to the smallest class's training images (below it without a test split, so
+    every class keeps a test image)."""
+    if is_test.any():
+        smallest = int(np.bincount(labels[~is_test], minlength=labels.max() + 1).min())
+        return [k for k in PROBE_KS if k <= smallest] or [max(1, smallest)]
     smallest = int(np.bincount(labels).min())
     return [k for k in PROBE_KS if k < smallest] or [max(1, smallest - 1)]
 
 
-def draws(labels: np.ndarray, k: int, repeats: int = REPEATS) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, test) indices per repeat: k random images per class to train on, the rest to test. Every probed
-    option uses these same draws."""
+def draws(labels: np.ndarray, is_test: np.ndarray, k: int, repeats: int = REPEATS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) indices per repeat: k random training images per class; the test split where there is one,
+    else the rest of the images. Every probed option uses these same draws."""
     splits = []
+    everything = np.arange(len(labels))
     for seed in range(repeats):
         rng = np.random.default_rng([seed, k])
-        train = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k]
-                                        for c in np.unique(labels)]))
-        splits.append((train, np.setdiff1d(np.arange(len(labels)), train)))
+        pool = everything[~is_test]
+        train = np.sort(np.concatenate([rng.permutation(pool[labels[pool] == c])[:k] for c in np.unique(labels)]))
+        test = everything[is_test] if is_test.any() else np.setdiff1d(everything, train)
+        splits.append((train, test))
     return splits
 
 
@@ -159,13 +176,15 @@ def features(backbone: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def probe_arrays(images: np.ndarray, labels: np.ndarray, class_names: list[str], image_size_px: int, colour: bool,
                  progress: Callable[[float, str], None] | None = None, started: float | None = None,
-                 seconds_by_step: dict[str, float] | None = None) -> ProbeResult:
-    """The probe on decoded uint8 RGB images at PROBE_RESOLUTION (already subsampled)."""
+                 seconds_by_step: dict[str, float] | None = None, is_test: np.ndarray | None = None) -> ProbeResult:
+    """The probe on decoded uint8 RGB images at PROBE_RESOLUTION (already subsampled); ``is_test`` marks the
+    images of the user's test split, if they gave one: the probe then tests there, as the study does."""
     started = started or time.perf_counter()
     report = progress or (lambda fraction, message: None)
     steps = dict(seconds_by_step or {})
-    ks = probe_ks(labels)
-    splits = {k: draws(labels, k) for k in ks}
+    is_test = np.zeros(len(labels), bool) if is_test is None else np.asarray(is_test, bool)
+    ks = probe_ks(labels, is_test)
+    splits = {k: draws(labels, is_test, k) for k in ks}
     tested = {k: float(np.mean([len(test) for _, test in splits[k]])) / len(class_names) for k in ks}
     scores: dict[tuple[str, str], dict[int, list[float]]] = {}
     for index, backbone in enumerate(PROBE_BACKBONES):
@@ -186,7 +205,8 @@ def probe_arrays(images: np.ndarray, labels: np.ndarray, class_names: list[str],
     curves = {option: {k: float(np.mean(values)) for k, values in by_k.items()} for option, by_k in scores.items()}
     curve_sd = {option: {k: float(np.std(values)) for k, values in by_k.items()} for option, by_k in scores.items()}
     return ProbeResult(len(class_names), class_names, len(labels), image_size_px, colour, curves, curve_sd, tested,
-                       time.perf_counter() - started, seconds_by_step=steps)
+                       time.perf_counter() - started, seconds_by_step=steps,
+                       **({"tested_on": "the test split"} if is_test.any() else {}))
 
 
 def probe(source: str | Path, progress: Callable[[float, str], None] | None = None) -> ProbeResult:
@@ -202,8 +222,9 @@ def probe(source: str | Path, progress: Callable[[float, str], None] | None = No
             raise UploadError(f"{len(class_names):,} classes; the probe handles up to {MAX_CLASSES}")
         paths = [path for name in class_names for path in found.files[name]]
         labels = np.array([i for i, name in enumerate(class_names) for _ in found.files[name]], dtype=np.int64)
-        chosen = subsample(labels)
-        images, kept, sizes, colours, unreadable = [], [], [], [], []
+        in_test = np.array([path in found.test_files for path in paths], bool)
+        chosen = subsample(labels, in_test)
+        images, kept, kept_test, sizes, colours, unreadable = [], [], [], [], [], []
         clock = time.perf_counter()
         for position, index in enumerate(chosen):
             path = paths[index]
@@ -218,6 +239,7 @@ def probe(source: str | Path, progress: Callable[[float, str], None] | None = No
                     colours.append(image.mode not in ("L", "1", "I;16", "I"))
                 images.append(to_square(path, PROBE_RESOLUTION, 3))
                 kept.append(labels[index])
+                kept_test.append(in_test[index])
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
                 if len(sizes) > len(images):  # the header was read but the pixels were not
                     sizes.pop(), colours.pop()
@@ -230,7 +252,7 @@ def probe(source: str | Path, progress: Callable[[float, str], None] | None = No
             raise UploadError(f"class(es) {', '.join(short[:5])} have fewer than 2 readable images "
                               f"(unreadable: {'; '.join(unreadable[:5])})")
         result = probe_arrays(np.stack(images), kept, class_names, int(np.median(sizes)), bool(np.mean(colours) > 0.5),
-                              progress, started, {"decode": decode_s})
+                              progress, started, {"decode": decode_s}, np.array(kept_test, bool))
         result.skipped_non_image = len(found.skipped_non_image)
         result.skipped_links = len(found.skipped_links)
         result.unreadable = unreadable
@@ -238,16 +260,19 @@ def probe(source: str | Path, progress: Callable[[float, str], None] | None = No
 
 
 def probe_study_dataset(name: str) -> ProbeResult:
-    """The same probe on a study dataset's train pool (what the recommender learns the probe's meaning from)."""
+    """The same probe on a study dataset, trained on its train pool and tested on its test split, as a user with
+    a train/test layout would probe (what the recommender learns the probe's meaning from)."""
     started = time.perf_counter()
     data = load_images(name, PROBE_RESOLUTION)
-    chosen = subsample(data.train_labels)
-    images = data.train_images[chosen]
+    labels = np.concatenate([data.train_labels, data.test_labels])
+    is_test = np.r_[np.zeros(len(data.train_labels), bool), np.ones(len(data.test_labels), bool)]
+    chosen = subsample(labels, is_test)
+    images = np.concatenate([data.train_images, data.test_images])[chosen]
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
-    return probe_arrays(images, data.train_labels[chosen], data.info.class_names,
-                        native_shorter_side(data.info.native_size), data.info.channels == 3, started=started,
-                        seconds_by_step={"decode": time.perf_counter() - started})
+    return probe_arrays(images, labels[chosen], data.info.class_names, native_shorter_side(data.info.native_size),
+                        data.info.channels == 3, started=started,
+                        seconds_by_step={"decode": time.perf_counter() - started}, is_test=is_test[chosen])
 
 
 def curve_rows(dataset: str, result: ProbeResult, git_commit: str, created_at: str) -> list[dict]:

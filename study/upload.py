@@ -29,6 +29,7 @@ class Inventory:
     """Image files per class found in an intake folder, and what was skipped."""
     root: Path
     files: dict[str, list[Path]]
+    test_files: set[Path] = field(default_factory=set)  # the files under test/ in a {train,test}/CLASS/ layout
     skipped_non_image: list[str] = field(default_factory=list)
     skipped_links: list[str] = field(default_factory=list)
 
@@ -93,7 +94,8 @@ def _layout_root(root: Path) -> Path:
 
 
 def inventory(root: Path) -> Inventory:
-    """Image files per class, for ``CLASS/*`` or ``{train,test}/CLASS/*`` (both splits pooled)."""
+    """Image files per class, for ``CLASS/*`` or ``{train,test}/CLASS/*`` (both splits pooled per class; the test
+    split's files are also listed in ``test_files``, so the probe can test where the user will)."""
     root = _layout_root(root)
     splits = [root / "train", root / "test"] if (root / "train").is_dir() else [root]
     found = Inventory(root, {})
@@ -114,6 +116,8 @@ def inventory(root: Path) -> Inventory:
                     found.skipped_links.append(relative)
                 elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
                     found.files.setdefault(folder.name, []).append(path)
+                    if split.name == "test" and split != root:
+                        found.test_files.add(path)
                 elif path.is_file():
                     found.skipped_non_image.append(relative)
     if sum(len(v) for v in found.files.values()) > MAX_FILES:

@@ -103,12 +103,23 @@ def test_probe_measures_every_option_on_the_same_draws_and_reports_what_it_skipp
 
 def test_draws_are_stratified_disjoint_and_reproducible():
     labels = np.repeat(np.arange(3), [6, 8, 10])
-    splits = draws(labels, 5)
+    no_split = np.zeros(len(labels), bool)
+    splits = draws(labels, no_split, 5)
     assert len(splits) == 5 and len({tuple(train) for train, _ in splits}) > 1
     for train, test in splits:
         assert np.bincount(labels[train]).tolist() == [5, 5, 5]
         assert not set(train) & set(test) and len(train) + len(test) == len(labels)
-    assert all((a == c).all() and (b == d).all() for (a, b), (c, d) in zip(splits, draws(labels, 5)))
+    assert all((a == c).all() and (b == d).all() for (a, b), (c, d) in zip(splits, draws(labels, no_split, 5)))
+
+
+def test_with_a_test_split_the_probe_trains_on_train_and_tests_on_test():
+    labels = np.r_[np.repeat(np.arange(3), 25), np.repeat(np.arange(3), 30)]
+    is_test = np.r_[np.zeros(75, bool), np.ones(90, bool)]
+    chosen = subsample(labels, is_test)
+    assert np.bincount(labels[chosen][~is_test[chosen]]).tolist() == [21, 21, 21]  # k = 20 plus one
+    assert np.bincount(labels[chosen][is_test[chosen]]).tolist() == [20, 20, 20]
+    for train, test in draws(labels[chosen], is_test[chosen], 20):
+        assert not is_test[chosen][train].any() and is_test[chosen][test].all() and len(test) == 60
 
 
 def test_json_output_and_questionnaire_encoding(flowers, capsys):
@@ -178,7 +189,9 @@ def test_train_test_layout_in_a_folder(flowers, tmp_path):
             (split / part / cls).mkdir(parents=True)
             for file in chunk:
                 shutil.copy(file, split / part / cls)
-    assert probe(split).images_used == 42
+    result = probe(split)
+    assert result.images_used == 42 and result.tested_on == "the test split"
+    assert set(result.ks) == {2, 5, 10}  # 10 training images a class: k up to 10, tested on the test folder
 
 
 def test_subsample_respects_both_caps():
