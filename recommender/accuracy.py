@@ -1,118 +1,311 @@
-"""Accuracy model: predicts accuracy(k) of every option for a described task, with an 80% interval.
+"""Accuracy models: accuracy(k) of every option for a described task, with an honest 80% interval.
 
-A gradient-boosted model over task features (monotone increasing in k and in the probe accuracy), fitted
-on the evidence aggregated over seeds. Intervals are leave-one-dataset-out conformal: the 80th percentile of the
-errors the model makes on datasets it has not seen, per range of k, so they reflect what a new task looks like.
+Everything is modelled on the normalised-logit scale z = logit((accuracy - chance) / (1 - chance)), so predictions
+and intervals stay between chance and 100% without being clipped there.
+
+``ProbeAnchoredModel`` (the user ran ``python -m study.probe``): the user's own measured learning curves are the
+anchor. A probed feature-extraction option inside the probe's range of k is the measurement itself (interpolated
+in log k) plus the mean probe-to-study bias. Everything else (larger k, other backbones' fine-tuning, partial
+fine-tuning) is an offset from the probed configuration at the probe's largest k: offset(k) is a ridge regression
+over the study datasets on a hat basis in log k, with the anchor's level and the probe curve's slope as
+modifiers, so a task whose features already work well (or whose curve is still climbing) moves accordingly.
+Offsets transfer across datasets far better than absolute accuracies.
+
+``QuestionnaireModel`` (no probe): z from a per-option curve in log k and the number of classes, by ridge
+regression; its intervals are correspondingly wider. Domain, colour and image size were tried as features and made
+the leave-one-dataset-out error worse (11.6 -> 12.2-19.3 points on the 10 study datasets: a domain seen once or
+twice says little about the next dataset of that domain), so the description enters only through the classes.
+
+Intervals are leave-one-dataset-out conformal: the 80th percentile of the absolute z errors made on datasets left
+out of the fit, per kind of prediction (measured by the probe, predicted offset, questionnaire only). Above the
+largest k the evidence measured on at least ``SUPPORT_DATASETS`` datasets, predictions are extrapolations: the
+offset curve is held flat there (learning curves saturate) and the interval widens by ``EXTRAPOLATION_WIDENING``
+per doubling of k (a stated rule: nothing beyond the evidence can calibrate it). Predictions never fall as k grows.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingRegressor
-from threadpoolctl import threadpool_limits
 
-from recommender.tasks import dataset_descriptors, design_matrix
+from recommender.tasks import dataset_descriptors
 
-PROBE_BACKBONE, PROBE_METHOD, PROBE_K = "mobilenetv2_100", "fe_linear", 10
-K_BUCKETS = (0, 5, 50, np.inf)  # interval widths are estimated separately for k <= 5, <= 50 and above
+KNOTS_K = (1, 2, 5, 10, 20, 50, 100, 200, 400)
+PROBE_KS = (2, 5, 10, 20)
+PROBE_RESOLUTION = 128
 COVERAGE = 0.8
+SUPPORT_DATASETS = 3
+EXTRAPOLATION_WIDENING = 0.5  # interval half-width x (1 + this x doublings of k beyond the measured range)
+Z_CLIP = 0.002  # normalised accuracy kept in [Z_CLIP, 1 - Z_CLIP] before the logit
+CURVE_PENALTY, MODIFIER_PENALTY, TASK_PENALTY = 0.3, 3.0, 3.0
+ANCHOR_METHOD = "fe_linear"
+# Kinds of prediction, each with its own conformal interval.
+MEASURED = "measured on your images by the probe"
+PREDICTED_FE = "predicted from your probe (extraction)"
+PREDICTED_FT = "predicted from your probe (fine-tuning)"
+QUESTIONNAIRE = "predicted from the task description"
+
+
+def to_z(accuracy, chance) -> np.ndarray:
+    chance = np.asarray(chance, float)
+    normalised = np.clip((np.asarray(accuracy, float) - chance) / (1 - chance), Z_CLIP, 1 - Z_CLIP)
+    return np.log(normalised / (1 - normalised))
+
+
+def from_z(z, chance) -> np.ndarray:
+    chance = np.asarray(chance, float)
+    return chance + (1 - chance) / (1 + np.exp(-np.asarray(z, float)))
+
+
+def k_hats(k) -> np.ndarray:
+    """Piecewise-linear hat basis in log k on ``KNOTS_K`` (rows: k values); flat beyond the last knot."""
+    log_k = np.clip(np.log(np.atleast_1d(np.asarray(k, float))), np.log(KNOTS_K[0]), np.log(KNOTS_K[-1]))
+    knots = np.log(np.asarray(KNOTS_K, float))
+    basis = np.zeros((len(log_k), len(knots)))
+    index = np.clip(np.searchsorted(knots, log_k, side="right") - 1, 0, len(knots) - 2)
+    weight = (log_k - knots[index]) / (knots[index + 1] - knots[index])
+    basis[np.arange(len(log_k)), index] = 1 - weight
+    basis[np.arange(len(log_k)), index + 1] = weight
+    return basis
+
+
+def ridge(x: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """Least squares with a per-coefficient L2 penalty (closed form; tiny problems)."""
+    return np.linalg.solve(x.T @ x + np.diag(penalty), x.T @ y)
 
 
 def evidence_rows(tables: dict) -> pd.DataFrame:
-    """Pretrained runs averaged over seeds: one row per (dataset, backbone, method, k, resolution)."""
+    """Pretrained runs averaged over seeds: one row per (dataset, method, backbone, k), with the task's
+    descriptors and chance level."""
     runs = tables["runs"]
     runs = runs[runs["pretrained"]]
-    rows = (runs.groupby(["dataset", "backbone", "method", "k_label", "resolution"], as_index=False)
+    rows = (runs.groupby(["dataset", "method", "backbone", "k_label", "resolution"], as_index=False)
             .agg(images_per_class=("images_per_class", "mean"), accuracy=("accuracy", "mean"),
-                 accuracy_sd=("accuracy", "std"), seeds=("seed", "nunique"), n_classes=("n_classes", "first"),
-                 device_type=("device_type", "first")))
-    descriptors = dataset_descriptors(tables["datasets"]).drop(columns="n_classes")
-    rows = rows.merge(descriptors, on="dataset", how="left")
-    probes = probe_accuracies(runs, tables.get("probes"))
-    rows["probe_accuracy"] = rows["dataset"].map(probes)
+                 accuracy_sd=("accuracy", "std"), seeds=("seed", "nunique"), n_classes=("n_classes", "first")))
+    rows = rows.merge(dataset_descriptors(tables["datasets"]).drop(columns="n_classes"), on="dataset", how="left")
+    rows["chance"] = 1.0 / rows["n_classes"]
     return rows
 
 
-def probe_accuracies(runs: pd.DataFrame, probes: pd.DataFrame | None = None) -> dict[str, float]:
-    """Per dataset, the quick probe's accuracy: measured by ``python -m study.probe --study-datasets`` (the same
-    code the user's images go through) where stored, else the closest study runs (fe_linear, smallest backbone,
-    k=10, lowest resolution)."""
-    if probes is not None and not probes.empty:
-        return probes.set_index("dataset")["probe_accuracy"].to_dict()
-    probe = runs[(runs["backbone"] == PROBE_BACKBONE) & (runs["method"] == PROBE_METHOD)
-                 & (runs["k_label"] == str(PROBE_K))]
-    if probe.empty:
+def probe_curves_by_dataset(tables: dict) -> dict[str, dict[tuple[str, str], dict[int, float]]]:
+    """{dataset: {(method, backbone): {k: accuracy}}}: the same probe the user runs, run on each study dataset."""
+    probes = tables.get("probe_curves")
+    if probes is None or probes.empty:
         return {}
-    lowest = probe.groupby("dataset")["resolution"].transform("min")
-    return probe[probe["resolution"] == lowest].groupby("dataset")["accuracy"].mean().to_dict()
+    probes = probes[probes["resolution"] == PROBE_RESOLUTION]
+    curves: dict = {}
+    for row in probes.itertuples(index=False):
+        curves.setdefault(row.dataset, {}).setdefault((row.method, row.backbone), {})[int(row.k)] = row.accuracy
+    return curves
 
 
-def _bucket(images_per_class: pd.Series) -> np.ndarray:
-    return np.digitize(images_per_class.to_numpy(dtype=float), K_BUCKETS[1:-1], right=True)
+def _monotone(frame: pd.DataFrame, column: str) -> pd.Series:
+    """The running maximum over k within each option (predictions never fall as k grows)."""
+    order = frame.sort_values("images_per_class")
+    return order.groupby(["method", "backbone"], sort=False)[column].cummax().reindex(frame.index)
 
 
-class AccuracyModel:
-    """fit(rows) / predict(rows) -> acc_low, acc_median, acc_high; deterministic for a given evidence."""
+def _quantile(residuals: np.ndarray, fallback: float) -> float:
+    residuals = np.abs(np.asarray(residuals, float))
+    if len(residuals) < 8:
+        return fallback
+    level = min(1.0, np.ceil((len(residuals) + 1) * COVERAGE) / len(residuals))
+    return float(np.quantile(residuals, level))
 
-    def __init__(self, use_probe: bool = False, random_state: int = 0):
-        self.use_probe = use_probe
-        self.random_state = random_state
 
-    def _regressor(self, columns) -> HistGradientBoostingRegressor:
-        monotone = {"log2_k": 1, **({"probe_accuracy": 1} if "probe_accuracy" in columns else {})}
-        return HistGradientBoostingRegressor(loss="squared_error", max_iter=150, learning_rate=0.08,
-                                             max_leaf_nodes=15, min_samples_leaf=4, monotonic_cst=monotone,
-                                             categorical_features="from_dtype", random_state=self.random_state)
+class _Conformal:
+    """Leave-one-dataset-out residual quantiles per kind of prediction, and the extrapolation rule."""
 
-    def _features(self, rows: pd.DataFrame) -> pd.DataFrame:
-        x = design_matrix(rows)
-        if not self.use_probe:
-            x = x.drop(columns="probe_accuracy", errors="ignore")
-        return x
+    def calibrate(self, residuals: pd.DataFrame) -> "_Conformal":
+        overall = _quantile(residuals["residual"], 1.5)
+        self.half_width_ = {kind: _quantile(group["residual"], overall) for kind, group in residuals.groupby("kind")}
+        self.overall_ = overall
+        self.residuals_ = residuals
+        return self
 
-    def _fit_one(self, rows: pd.DataFrame) -> HistGradientBoostingRegressor:
-        x = self._features(rows)
-        return self._regressor(x.columns).fit(x, rows["accuracy"])
+    def interval(self, z: np.ndarray, kinds, k: np.ndarray, k_measured: np.ndarray, chance: np.ndarray):
+        half = np.array([self.half_width_.get(kind, self.overall_) for kind in kinds])
+        doublings = np.log2(np.maximum(1.0, k / k_measured))
+        half = half * (1 + EXTRAPOLATION_WIDENING * doublings)
+        return from_z(z - half, chance), from_z(z, chance), from_z(z + half, chance)
 
-    def fit(self, rows: pd.DataFrame) -> "AccuracyModel":
-        # Tiny data: one thread is fastest, and OpenMP threads contending with a running study stall badly.
-        with threadpool_limits(limits=1, user_api="openmp"):
-            return self._fit(rows.reset_index(drop=True))
 
-    def _fit(self, rows: pd.DataFrame) -> "AccuracyModel":
-        self.backbones_ = sorted(rows["backbone"].unique())
-        self.model_ = self._fit_one(rows)
-        residuals, buckets = [], []
-        for dataset in rows["dataset"].unique():  # what the model gets wrong on an unseen dataset
+def _measured_k(rows: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Per option, the largest k measured on at least SUPPORT_DATASETS datasets."""
+    largest = {}
+    for option, group in rows.groupby(["method", "backbone"]):
+        per_dataset = np.sort(group.groupby("dataset")["images_per_class"].max().to_numpy())[::-1]
+        largest[option] = float(per_dataset[min(SUPPORT_DATASETS, len(per_dataset)) - 1])
+    return largest
+
+
+class QuestionnaireModel:
+    """Accuracy from the task's description alone: fit(rows) / predict(task rows)."""
+
+    def _design(self, frame: pd.DataFrame) -> np.ndarray:
+        hats = k_hats(frame["images_per_class"])
+        options = list(frame["option"])
+        blocks = [hats * np.array([o == option for o in options], float)[:, None] for option in self.options_]
+        return np.column_stack([*blocks, np.log2(frame["n_classes"].astype(float))])
+
+    def _penalty(self) -> np.ndarray:
+        return np.r_[np.full(len(self.options_) * len(KNOTS_K), CURVE_PENALTY), TASK_PENALTY]
+
+    def _fit_coef(self, rows: pd.DataFrame) -> np.ndarray:
+        return ridge(self._design(rows), to_z(rows["accuracy"], rows["chance"]), self._penalty())
+
+    def fit(self, rows: pd.DataFrame) -> "QuestionnaireModel":
+        rows = rows.assign(option=list(zip(rows["method"], rows["backbone"]))).reset_index(drop=True)
+        self.options_ = sorted(set(rows["option"]))
+        self.coef_ = self._fit_coef(rows)
+        self.k_measured_ = _measured_k(rows)
+        residuals = []
+        for dataset in rows["dataset"].unique():
             held = rows["dataset"] == dataset
             if held.all():
                 continue
-            model = self._fit_one(rows[~held])
-            predicted = model.predict(self._features(rows[held]))
-            residuals.append(np.abs(rows.loc[held, "accuracy"].to_numpy() - predicted))
-            buckets.append(_bucket(rows.loc[held, "images_per_class"]))
-        residuals = np.concatenate(residuals) if residuals else np.zeros(1)
-        buckets = np.concatenate(buckets) if buckets else np.zeros(1, dtype=int)
-        overall = _conformal_quantile(residuals)
-        self.half_width_ = {b: _conformal_quantile(residuals[buckets == b]) if (buckets == b).sum() >= 10 else overall
-                            for b in range(len(K_BUCKETS) - 1)}
+            coef = self._fit_coef(rows[~held])
+            z = self._design(rows[held]) @ coef
+            residuals.append(pd.DataFrame({"residual": to_z(rows.loc[held, "accuracy"], rows.loc[held, "chance"]) - z,
+                                           "kind": QUESTIONNAIRE, "dataset": dataset}))
+        self.conformal_ = _Conformal().calibrate(pd.concat(residuals) if residuals else
+                                                 pd.DataFrame({"residual": [], "kind": [], "dataset": []}))
         return self
 
-    def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
-        rows = rows.copy()
-        rows["backbone"] = pd.Categorical(rows["backbone"], categories=self.backbones_)
-        with threadpool_limits(limits=1, user_api="openmp"):
-            median = np.clip(self.model_.predict(self._features(rows)), 0.0, 1.0)
-        width = np.array([self.half_width_[b] for b in _bucket(rows["images_per_class"])])
-        chance = 1.0 / rows["n_classes"].to_numpy(dtype=float)
-        median = np.maximum(median, chance)
-        return pd.DataFrame({"acc_low": np.clip(median - width, 0.0, 1.0), "acc_median": median,
-                             "acc_high": np.clip(median + width, 0.0, 1.0)}, index=rows.index)
+    def predict(self, tasks: pd.DataFrame) -> pd.DataFrame:
+        """``tasks``: method, backbone, images_per_class and n_classes per row."""
+        tasks = tasks.assign(option=list(zip(tasks["method"], tasks["backbone"])))
+        z = pd.Series(self._design(tasks) @ self.coef_, index=tasks.index)
+        return self._finish(tasks, z, [QUESTIONNAIRE] * len(tasks))
+
+    def _finish(self, tasks: pd.DataFrame, z: pd.Series, kinds: list[str]) -> pd.DataFrame:
+        tasks = tasks.assign(z=z)
+        z = _monotone(tasks, "z").to_numpy()
+        k = tasks["images_per_class"].to_numpy(float)
+        k_measured = np.array([self.k_measured_.get(o, KNOTS_K[-1]) for o in tasks["option"]])
+        chance = 1.0 / tasks["n_classes"].to_numpy(float)
+        low, median, high = self.conformal_.interval(z, kinds, k, k_measured, chance)
+        return pd.DataFrame({"acc_low": low, "acc_median": median, "acc_high": high, "basis": kinds,
+                             "extrapolated": k > k_measured + 1e-9}, index=tasks.index)
 
 
-def _conformal_quantile(residuals: np.ndarray) -> float:
-    n = len(residuals)
-    if n == 0:
-        return 0.2
-    level = min(1.0, np.ceil((n + 1) * COVERAGE) / n)
-    return float(np.quantile(residuals, level))
+class ProbeAnchoredModel(QuestionnaireModel):
+    """Accuracy anchored on the user's probe: fit(rows, probes) / predict(task rows, probe curves)."""
+
+    @staticmethod
+    def anchor(option: tuple[str, str], curves: dict) -> tuple[str, str] | None:
+        """The probed option an option is predicted from: itself if probed, else the linear probe of its backbone,
+        else the first linear probe measured."""
+        if option in curves:
+            return option
+        same_backbone = (ANCHOR_METHOD, option[1])
+        if same_backbone in curves:
+            return same_backbone
+        linear = sorted(o for o in curves if o[0] == ANCHOR_METHOD)
+        return linear[0] if linear else (sorted(curves)[0] if curves else None)
+
+    @staticmethod
+    def _anchor_terms(curve: dict[int, float], chance: float) -> tuple[int, float, float]:
+        """(anchor k, z at it, slope of z per doubling of k between the probe's last two points)."""
+        ks = sorted(curve)
+        top = ks[-1]
+        z_top = float(to_z(curve[top], chance))
+        if len(ks) < 2:
+            return top, z_top, 0.0
+        below = ks[-2]
+        return top, z_top, (z_top - float(to_z(curve[below], chance))) / np.log2(top / below)
+
+    def _offset_design(self, k: np.ndarray, anchor_k: np.ndarray, z_anchor: np.ndarray, slope: np.ndarray):
+        span = np.log2(np.maximum(k, 1.0) / anchor_k)
+        return np.column_stack([k_hats(k), span * (z_anchor - self.z_centre_), span * slope])
+
+    def _offset_rows(self, rows: pd.DataFrame, probes: dict) -> pd.DataFrame:
+        """Training rows for the offsets: every evidence row of a probed dataset, with its anchor terms."""
+        records = []
+        for row in rows.itertuples(index=False):
+            curves = probes.get(row.dataset)
+            anchor = self.anchor((row.method, row.backbone), curves or {})
+            if anchor is None:
+                continue
+            anchor_k, z_anchor, slope = self._anchor_terms(curves[anchor], row.chance)
+            records.append({"dataset": row.dataset, "option": (row.method, row.backbone),
+                            "images_per_class": row.images_per_class, "anchor_k": anchor_k, "z_anchor": z_anchor,
+                            "slope": slope, "offset": float(to_z(row.accuracy, row.chance)) - z_anchor})
+        return pd.DataFrame(records)
+
+    def _fit_offsets(self, offsets: pd.DataFrame) -> dict:
+        penalty = np.r_[np.full(len(KNOTS_K), CURVE_PENALTY), MODIFIER_PENALTY, MODIFIER_PENALTY]
+        coefs = {}
+        for option, group in offsets.groupby("option"):
+            x = self._offset_design(group["images_per_class"].to_numpy(float), group["anchor_k"].to_numpy(float),
+                                    group["z_anchor"].to_numpy(float), group["slope"].to_numpy(float))
+            coefs[option] = ridge(x, group["offset"].to_numpy(float), penalty)
+        return coefs
+
+    def _bias(self, rows: pd.DataFrame, probes: dict) -> dict:
+        """Per probed option, the median z difference between the study's measurement and the probe's at the same
+        k (the probe trains and tests on a small subsample); the median, so one odd dataset does not move all."""
+        gaps: dict = {}
+        for row in rows.itertuples(index=False):
+            curve = probes.get(row.dataset, {}).get((row.method, row.backbone))
+            k = int(round(row.images_per_class))
+            if curve and k in curve:
+                gaps.setdefault((row.method, row.backbone), []).append(
+                    float(to_z(row.accuracy, row.chance) - to_z(curve[k], row.chance)))
+        return {option: float(np.median(values)) for option, values in gaps.items()}
+
+    def fit(self, rows: pd.DataFrame, probes: dict) -> "ProbeAnchoredModel":
+        rows = rows[rows["dataset"].isin(probes)].assign(
+            option=lambda r: list(zip(r["method"], r["backbone"]))).reset_index(drop=True)
+        self.options_ = sorted(set(rows["option"]))
+        self.k_measured_ = _measured_k(rows)
+        self.z_centre_ = 0.0
+        self._fit_parts(rows, probes)
+        residuals = []
+        for dataset in rows["dataset"].unique():
+            held = rows["dataset"] == dataset
+            if held.all():
+                continue
+            fold = ProbeAnchoredModel()
+            fold.options_, fold.k_measured_ = self.options_, self.k_measured_
+            fold._fit_parts(rows[~held], {d: c for d, c in probes.items() if d != dataset})
+            tasks = rows[held]
+            z, kinds = fold._z(tasks, probes[dataset])
+            residuals.append(pd.DataFrame({"residual": to_z(tasks["accuracy"], tasks["chance"]) - z,
+                                           "kind": kinds, "dataset": dataset}))
+        self.conformal_ = _Conformal().calibrate(pd.concat(residuals) if residuals else
+                                                 pd.DataFrame({"residual": [], "kind": [], "dataset": []}))
+        return self
+
+    def _fit_parts(self, rows: pd.DataFrame, probes: dict) -> None:
+        offsets = self._offset_rows(rows, probes)
+        self.z_centre_ = float(offsets["z_anchor"].mean()) if len(offsets) else 0.0
+        self.offsets_ = self._fit_offsets(offsets)
+        self.bias_ = self._bias(rows, probes)
+
+    def _z(self, tasks: pd.DataFrame, curves: dict) -> tuple[np.ndarray, list[str]]:
+        """z predictions and their kind (MEASURED, PREDICTED_FE, PREDICTED_FT) for each task row."""
+        z, kinds = np.zeros(len(tasks)), []
+        for position, row in enumerate(tasks.itertuples(index=False)):
+            option, chance, k = (row.method, row.backbone), 1.0 / row.n_classes, float(row.images_per_class)
+            curve = curves.get(option)
+            if curve and min(curve) <= k <= max(curve) and option in self.bias_:
+                ks = np.array(sorted(curve), float)
+                z_points = to_z([curve[int(p)] for p in ks], chance)
+                z[position] = np.interp(np.log(k), np.log(ks), z_points) + self.bias_[option]
+                kinds.append(MEASURED)
+                continue
+            anchor = self.anchor(option, curves)
+            anchor_k, z_anchor, slope = self._anchor_terms(curves[anchor], chance)
+            coef = self.offsets_.get(option)
+            if coef is None:
+                raise ValueError(f"no evidence to predict {option} from a probe")
+            x = self._offset_design(np.array([k]), np.array([anchor_k], float), np.array([z_anchor]),
+                                    np.array([slope]))
+            z[position] = z_anchor + float((x @ coef)[0])
+            kinds.append(PREDICTED_FT if row.method.startswith("ft_") else PREDICTED_FE)
+        return z, kinds
+
+    def predict(self, tasks: pd.DataFrame, curves: dict) -> pd.DataFrame:
+        tasks = tasks.assign(option=list(zip(tasks["method"], tasks["backbone"])))
+        z, kinds = self._z(tasks, curves)
+        return self._finish(tasks, pd.Series(z, index=tasks.index), kinds)

@@ -1,5 +1,5 @@
-"""Advice for a described task: every option's predicted accuracy and costs, the budgets each breaks, the
-recommended option and a rationale that cites the evidence."""
+"""Advice for a described task: every option's predicted accuracy and costs at the resolution it would run at,
+the budgets each breaks (and what breaks them), the recommended option and a rationale that cites the evidence."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,22 +7,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from recommender.accuracy import AccuracyModel, evidence_rows
+from recommender.accuracy import (PREDICTED_FE, PREDICTED_FT, ProbeAnchoredModel, QuestionnaireModel, evidence_rows,
+                                  from_z, probe_curves_by_dataset, to_z)
 from recommender.costs import Assumptions, CostModel
+from recommender.evidence import evidence_only
 from recommender.hardware import HARDWARE
 from recommender.questionnaire import Questionnaire
 from recommender.tasks import dataset_descriptors, questionnaire_descriptor
+from study.labels import format_duration, option_label
 
-METHOD_NAMES = {"fe_linear": "feature extraction + logistic regression",
-                "fe_fne": "Full-Network Embedding + linear SVM",
-                "ft_full": "full fine-tuning", "ft_partial": "partial fine-tuning (first half frozen)"}
-BUDGET_COLUMNS = {"budget_money_usd": "total_usd", "budget_energy_kwh": "energy_kwh", "budget_co2_kg": "co2_kg",
-                  "budget_wall_time_h": "time_h", "budget_human_hours": "human_hours"}
+METHOD_ORDER = ("fe_linear", "fe_fne", "ft_full", "ft_partial")
+BUDGET_COLUMNS = {"budget_money_usd": "total_usd", "budget_energy_kwh": "energy_kwh_with_pue",
+                  "budget_co2_kg": "co2_kg", "budget_wall_time_h": "time_h", "budget_human_hours": "human_hours"}
 BUDGET_LABELS = {"budget_money_usd": "money", "budget_energy_kwh": "energy", "budget_co2_kg": "CO₂",
                  "budget_wall_time_h": "wall time", "budget_human_hours": "human hours"}
 CURVE_K = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 # Accuracy points one would give up to halve the cost, at accuracy_weight w: 4 * (1 - w) / w.
 COST_POINTS_PER_DOUBLING_AT_HALF_WEIGHT = 4.0
+SMALLEST_INPUT_PX = 64  # below this the backbones' five stride-2 stages leave almost nothing to pool
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Advice:
     curves: pd.DataFrame
     feasible_exists: bool = True
     evidence_used: dict = field(default_factory=dict)
+    probe_would_narrow: dict | None = None  # without a probe: interval widths now and with one (points)
 
     @property
     def recommended_row(self) -> pd.Series:
@@ -42,6 +45,7 @@ class Advice:
 
 
 def option_name(method: str, backbone: str) -> str:
+    """The option's id (machine key, kept in CSV exports); people read ``study.labels.option_label``."""
     return f"{method} · {backbone}"
 
 
@@ -54,33 +58,90 @@ def pareto_front(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return front
 
 
+def working_resolution(q: Questionnaire, native_px: int) -> tuple[int, str]:
+    """(pixels, why): the input size the option would run at for this task."""
+    if q.working_resolution_px is not None:
+        return q.working_resolution_px, "your choice of working resolution"
+    if q.image_size_px >= native_px:
+        return native_px, (f"your {q.image_size_px} px images downscaled to the backbone's native {native_px} px "
+                           "input (what it was pretrained at)")
+    if q.image_size_px < SMALLEST_INPUT_PX:
+        return SMALLEST_INPUT_PX, (f"your {q.image_size_px} px images upscaled to {SMALLEST_INPUT_PX} px, the "
+                                   "smallest input these backbones pool well")
+    size = int(np.ceil(q.image_size_px / 32) * 32)
+    return size, f"your images at their own size (shorter side {q.image_size_px} px, rounded up to {size}), not upscaled"
+
+
+def budget_verdict(budget: str, limit: float, cost: dict, q: Questionnaire, method: str) -> dict:
+    """What breaks a budget (the component) and the one answer or assumption that would change it."""
+    value = cost[BUDGET_COLUMNS[budget]]
+    if budget == "budget_money_usd":
+        labour = cost["human_usd"] >= cost["compute_usd"]
+        component = (f"labour: {cost['human_hours']:.1f} h x the hourly rate = ${cost['human_usd']:,.0f}" if labour
+                     else f"compute: {format_duration(cost['time_h'])} x the hardware price = "
+                          f"${cost['compute_usd']:,.2f}")
+        fix = (("assumption", "hourly_rate_usd", "the engineer hourly rate (or the set-up hours)") if labour
+               else ("answer", "hardware", "cheaper hardware"))
+    elif budget == "budget_human_hours":
+        component = f"labour: {cost['human_hours']:.1f} h of set-up" + (
+            f" and {cost['trials']} fine-tuning trials" if method.startswith("ft_") else "")
+        fix = ("assumption", "setup_hours_ft" if method.startswith("ft_") else "setup_hours_fe", "the set-up hours")
+    elif budget == "budget_wall_time_h":
+        component = f"compute time: {format_duration(cost['time_h'])} on {HARDWARE[q.hardware].name}"
+        fix = ("answer", "hardware", "faster hardware (or a lower working resolution)")
+    elif budget == "budget_energy_kwh":
+        component = (f"compute energy: {cost['energy_kwh']:.3g} kWh x PUE {cost['pue']:.2f} = "
+                     f"{cost['energy_kwh_with_pue']:.3g} kWh")
+        fix = ("answer", "hardware", "more efficient hardware (or the PUE assumption)")
+    else:
+        component = (f"compute energy: {cost['energy_kwh_with_pue']:.3g} kWh (with PUE) x the grid's carbon "
+                     f"intensity = {cost['co2_kg']:.3g} kg")
+        fix = ("answer", "region", "a lower-carbon grid region (or the grid intensity assumption)")
+    return {"budget": BUDGET_LABELS[budget], "field": budget, "limit": limit, "value": value, "component": component,
+            "fix_kind": fix[0], "fix_field": fix[1], "fix": fix[2]}
+
+
 class Advisor:
     """fit(tables) once, then advise(questionnaire, assumptions) per request (fast, deterministic)."""
 
     def fit(self, tables: dict) -> "Advisor":
+        tables = evidence_only(tables)
         self.rows_ = evidence_rows(tables)
-        self.model_ = AccuracyModel().fit(self.rows_)
-        self.probe_model_ = AccuracyModel(use_probe=True).fit(self.rows_.dropna(subset=["probe_accuracy"]))
+        self.probes_ = probe_curves_by_dataset(tables)
+        self.model_ = QuestionnaireModel().fit(self.rows_)
+        self.probe_model_ = ProbeAnchoredModel().fit(self.rows_, self.probes_) if self.probes_ else None
         self.costs_ = CostModel().fit(tables)
         self.descriptors_ = dataset_descriptors(tables["datasets"])
         self.native_resolution_ = tables["backbones"].set_index("name")["native_resolution"].to_dict()
+        self.evidence_resolutions_ = sorted(int(r) for r in self.rows_["resolution"].unique())
         self.options_ = sorted({(m, b) for m, b in zip(self.rows_["method"], self.rows_["backbone"])},
-                               key=lambda mb: (list(METHOD_NAMES).index(mb[0]), mb[1]))
+                               key=lambda mb: (METHOD_ORDER.index(mb[0]) if mb[0] in METHOD_ORDER else 9, mb[1]))
         return self
 
-    def _task_rows(self, q: Questionnaire, options, k_values) -> pd.DataFrame:
+    def _tasks(self, q: Questionnaire, options, k_values) -> pd.DataFrame:
         descriptor = questionnaire_descriptor(q)
-        rows = []
-        for method, backbone in options:
-            resolution = self.costs_.working_resolution(q.hardware, self.native_resolution_.get(backbone, 224))
-            for k in k_values:
-                rows.append({**descriptor, "method": method, "backbone": backbone, "images_per_class": k,
-                             "resolution": resolution, "probe_accuracy": q.probe_accuracy})
-        return pd.DataFrame(rows)
+        return pd.DataFrame([{**descriptor, "method": m, "backbone": b, "images_per_class": k}
+                             for m, b in options for k in k_values])
 
-    def _predict(self, q: Questionnaire, rows: pd.DataFrame) -> pd.DataFrame:
-        model = self.probe_model_ if q.probe_accuracy is not None else self.model_
-        return pd.concat([rows, model.predict(rows)], axis=1)
+    def _predict(self, q: Questionnaire, tasks: pd.DataFrame) -> pd.DataFrame:
+        curves = q.probe_curves
+        if curves and self.probe_model_ is not None:
+            return pd.concat([tasks, self.probe_model_.predict(tasks, curves)], axis=1)
+        return pd.concat([tasks, self.model_.predict(tasks)], axis=1)
+
+    def _probe_would_narrow(self, q: Questionnaire, at_k: pd.DataFrame) -> dict | None:
+        """Without a probe: the median interval width now, and with a probe's calibrated half-widths at the same
+        predicted accuracy (a probe's own point would also move the prediction)."""
+        if q.probe_curves or self.probe_model_ is None:
+            return None
+        chance = 1.0 / q.n_classes
+        z = to_z(at_k["acc_median"], chance)
+        conformal = self.probe_model_.conformal_
+        half = np.array([conformal.half_width_.get(PREDICTED_FT if m.startswith("ft_") else PREDICTED_FE,
+                                                   conformal.overall_) for m in at_k["method"]])
+        with_probe = 100 * (from_z(z + half, chance) - from_z(z - half, chance))
+        return {"width_now_points": float(100 * (at_k["acc_high"] - at_k["acc_low"]).median()),
+                "width_with_probe_points": float(np.median(with_probe))}
 
     def advise(self, q: Questionnaire, assumptions: Assumptions | None = None) -> Advice:
         q.validate()
@@ -88,17 +149,24 @@ class Advisor:
         options = [(m, b) for m, b in self.options_ if self.costs_.supports(q.hardware, m, b)]
         if not options:
             raise ValueError(f"the evidence has no measured backbone that runs on {HARDWARE[q.hardware].name}")
-        predicted = self._predict(q, self._task_rows(q, options, [q.images_per_class]))
+        ks = sorted(set(CURVE_K) | {q.images_per_class})
+        curves = self._predict(q, self._tasks(q, options, ks))
+        at_k = curves[curves["images_per_class"] == q.images_per_class].reset_index(drop=True)
         records = []
-        for _, row in predicted.iterrows():
+        for _, row in at_k.iterrows():
+            resolution, why = working_resolution(q, self.native_resolution_.get(row["backbone"], 224))
             cost = self.costs_.estimate(row["method"], row["backbone"], q.n_classes, q.images_per_class,
-                                        q.hardware, int(row["resolution"]), q.region, assumptions)
-            violations = [BUDGET_LABELS[name] for name, limit in q.budgets.items()
-                          if cost[BUDGET_COLUMNS[name]] > limit]
-            records.append({"option": option_name(row["method"], row["backbone"]), "method": row["method"],
-                            "backbone": row["backbone"], "resolution": int(row["resolution"]),
+                                        q.hardware, resolution, q.region, assumptions)
+            verdicts = [budget_verdict(name, limit, cost, q, row["method"]) for name, limit in q.budgets.items()
+                        if cost[BUDGET_COLUMNS[name]] > limit]
+            records.append({"option": option_name(row["method"], row["backbone"]),
+                            "label": option_label(row["method"], row["backbone"]), "method": row["method"],
+                            "backbone": row["backbone"], "resolution": resolution, "resolution_reason": why,
+                            "accuracy_resolution": ", ".join(f"{r} px" for r in self.evidence_resolutions_),
                             "acc_low": row["acc_low"], "acc_median": row["acc_median"], "acc_high": row["acc_high"],
-                            **cost, "violations": violations, "feasible": not violations})
+                            "accuracy_basis": row["basis"], "extrapolated": bool(row["extrapolated"]),
+                            **cost, "violations": [v["budget"] for v in verdicts], "verdicts": verdicts,
+                            "feasible": not verdicts})
         table = pd.DataFrame(records)
         table["pareto"] = pareto_front(table["acc_median"].to_numpy(), table["total_usd"].to_numpy())
         table["utility"] = self._utility(table, q.accuracy_weight)
@@ -110,12 +178,15 @@ class Advisor:
             overshoot = table.apply(lambda r: sum(np.log(r[BUDGET_COLUMNS[n]] / lim) for n, lim in q.budgets.items()
                                                   if r[BUDGET_COLUMNS[n]] > lim), axis=1)
             best = table.loc[overshoot.idxmin()]
-        curves = self._predict(q, self._task_rows(q, options, sorted(set(CURVE_K) | {q.images_per_class})))
         curves["option"] = [option_name(m, b) for m, b in zip(curves["method"], curves["backbone"])]
-        curves = curves[["option", "method", "backbone", "images_per_class", "acc_low", "acc_median", "acc_high"]]
+        curves["label"] = [option_label(m, b) for m, b in zip(curves["method"], curves["backbone"])]
+        curves = curves[["option", "label", "method", "backbone", "images_per_class", "acc_low", "acc_median",
+                         "acc_high", "basis", "extrapolated"]]
         return Advice(q, assumptions, table.sort_values("utility", ascending=False).reset_index(drop=True),
                       best["option"], self._rationale(q, table, best, feasible_exists), curves, feasible_exists,
-                      {"rows": len(self.rows_), "datasets": int(self.rows_["dataset"].nunique())})
+                      {"rows": len(self.rows_), "datasets": int(self.rows_["dataset"].nunique()),
+                       "probe_datasets": len(self.probes_)},
+                      self._probe_would_narrow(q, at_k))
 
     @staticmethod
     def _utility(table: pd.DataFrame, weight: float) -> pd.Series:
@@ -142,44 +213,46 @@ class Advisor:
             sorted(set(fe["images_per_class"].round()))
         nearest = min(common, key=lambda value: abs(np.log2(value / k)))
         best_fe = fe[fe["images_per_class"].round() == nearest].sort_values("accuracy").iloc[-1]
-        text = (f"{dataset} at k={nearest:g}: best extraction {best_fe['method']} · {best_fe['backbone']} "
-                f"{100 * best_fe['accuracy']:.1f}%")
+        text = (f"{dataset} at {nearest:g} images per class: best extraction "
+                f"({option_label(best_fe['method'], best_fe['backbone'])}) {100 * best_fe['accuracy']:.1f}%")
         ft_at = ft[ft["images_per_class"].round() == nearest]
         if not ft_at.empty:
             best_ft = ft_at.sort_values("accuracy").iloc[-1]
             gap = 100 * (best_ft["accuracy"] - best_fe["accuracy"])
-            text += (f", best fine-tuning {best_ft['method']} · {best_ft['backbone']} {100 * best_ft['accuracy']:.1f}%"
-                     f" ({gap:+.1f} points)")
-        return text + f" [{int(best_fe['seeds'])} seeds, {int(best_fe['resolution'])} px]"
+            text += (f", best fine-tuning ({option_label(best_ft['method'], best_ft['backbone'])}) "
+                     f"{100 * best_ft['accuracy']:.1f}% ({gap:+.1f} points)")
+        return text + f" [mean of {int(best_fe['seeds'])} seeds, {int(best_fe['resolution'])} px]"
 
     def _rationale(self, q: Questionnaire, table: pd.DataFrame, best: pd.Series, feasible_exists: bool) -> list[str]:
-        lines = []
-        name = f"{METHOD_NAMES[best['method']]} with {best['backbone']}"
-        lines.append(f"Recommended: {name}. Predicted accuracy {100 * best['acc_median']:.1f}% "
-                     f"(80% interval {100 * best['acc_low']:.1f}–{100 * best['acc_high']:.1f}%) at "
-                     f"{q.images_per_class} images per class, for {best['time_h'] * 60:.1f} compute-minutes, "
-                     f"{best['human_hours']:.1f} human hours and ${best['total_usd']:,.2f} in all.")
+        lines = [f"Recommended: {best['label']}. Predicted accuracy {100 * best['acc_median']:.1f}% (80% interval "
+                 f"{100 * best['acc_low']:.1f}–{100 * best['acc_high']:.1f}%) at {q.images_per_class} images per "
+                 f"class, for {format_duration(best['time_h'])} of compute, {best['human_hours']:.1f} human hours "
+                 f"and ${best['total_usd']:,.2f} in all."]
+        if best["extrapolated"]:
+            lines.append(f"{q.images_per_class} images per class is beyond the largest k the study measured for this "
+                         "option on several datasets: the accuracy is an extrapolation, and its interval is wider.")
         if not feasible_exists:
-            lines.append("No option fits every budget; this one overshoots them the least. Relax a budget or "
-                         "collect the evidence on cheaper hardware.")
+            lines.append("No option fits every budget; this one overshoots them the least. What breaks each budget "
+                         "and what would change it is listed below.")
         fe = table[table["method"].str.startswith("fe_")].sort_values("acc_median").iloc[-1]
         ft = table[table["method"].str.startswith("ft_")]
         if not ft.empty:
             ft = ft.sort_values("acc_median").iloc[-1]
             gap = 100 * (ft["acc_median"] - fe["acc_median"])
             ratio = ft["total_usd"] / max(fe["total_usd"], 1e-9)
-            lines.append(f"Best fine-tuning ({ft['option']}) is predicted {gap:+.1f} points versus the best "
-                         f"extraction ({fe['option']}), for {ratio:.1f}× the total cost "
-                         f"({ft['trials']} learning-rate trials from the measured tuning curve).")
-        excluded = table[~table["feasible"]]
-        for _, row in excluded.head(3).iterrows():
-            lines.append(f"{row['option']} breaks the {', '.join(row['violations'])} budget.")
+            lines.append(f"Best fine-tuning ({ft['label']}) is predicted {gap:+.1f} points versus the best "
+                         f"extraction ({fe['label']}), for {ratio:.1f}× the total cost ({ft['trials']} "
+                         "learning-rate trials, as in the study's recipe).")
+        for _, row in table[~table["feasible"]].iterrows():
+            reasons = "; ".join(f"{v['budget']} ({v['component']}; change {v['fix']})" for v in row["verdicts"])
+            lines.append(f"{row['label']} breaks the budget for {reasons}.")
+        lines.append(f"Working resolution: {best['resolution']} px, {best['resolution_reason']}. Accuracy was "
+                     f"measured at {best['accuracy_resolution']}; costs are {best['cost_basis']}.")
         for _, near in self.nearest_datasets(q).iterrows():
             gap = self._measured_gap(near["dataset"], q.images_per_class)
             if gap:
                 lines.append(f"Closest measured task — {near['domain']}, {near['n_classes']} classes: {gap}.")
-        lines.append(f"Costs are {best['cost_basis']}; energy is {best['energy_basis']}.")
-        if q.probe_accuracy is not None:
-            lines.append(f"Your probe measured {100 * q.probe_accuracy:.1f}% with a linear probe on your own images; "
-                         "the prediction is conditioned on it.")
+        lines.append(f"Energy is {best['energy_basis']}; CO₂ includes a PUE of {best['pue']:.2f}.")
+        if q.probe_curves:
+            lines.append(f"Predictions are anchored on your probe: {best['accuracy_basis']}.")
         return lines

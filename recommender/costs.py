@@ -1,13 +1,16 @@
 """Cost model: time, energy, CO2, money and human hours of each option on the user's hardware.
 
 Throughputs come from the evidence (pixels per second of the study's own extraction and training code, per
-backbone and device kind) and are translated to other hardware with ``hardware.speed_factor``. Where the evidence
-has no GPU runs yet, GPU costs start from the pilot figures measured on an H200 (../shared/GPU-NOTES.md) and are
-labelled so.
+backbone and device kind) and are translated to other hardware with ``hardware.speed_factor`` and to the user's
+working resolution by pixel count. Fine-tuning is costed with the recipe that produced the evidence (its epoch
+budget, validation checks and learning-rate trials, read from the stored runs: one source of truth). Where the
+evidence has no GPU runs yet, GPU costs start from the pilot figures measured on an H200 (../shared/GPU-NOTES.md)
+and are labelled so.
 """
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 
@@ -16,37 +19,51 @@ import pandas as pd
 
 from recommender.carbon import REGIONS
 from recommender.hardware import HARDWARE, profile_for_gpu_name, speed_factor
+from study.selection import select_trial
+from study.spec import FinetuneConfig
 
-# The recipe the advice assumes for fine-tuning (study.spec.FinetuneConfig defaults, the GPU grid's recipe).
-FT_BATCH, FT_EPOCHS, FT_MIN_STEPS, FT_MAX_STEPS, FT_VALIDATION = 32, 30, 40, 400, 0.2
-FT_EVALUATIONS = 10
-CPU_RESOLUTION = 128  # CPU users are advised at the CPU grid's reduced resolution
 # H200 pilot (GPU-NOTES.md, 2026-11-28): img/s and J/img at 224 px, batch 256, bf16; small runs add ~5 s a trial.
 GPU_PILOT = {"mobilenetv2_100": {"extract_ips": 15925, "train_ips": 5486, "extract_jpi": 0.018, "train_jpi": 0.072},
              "efficientnet_lite0": {"extract_ips": 14423, "train_ips": 5214, "extract_jpi": 0.028,
                                     "train_jpi": 0.082}}
 GPU_PILOT_HARDWARE, GPU_PILOT_RESOLUTION, GPU_TRIAL_OVERHEAD_S = "h200", 224, 5.0
+GPU_PILOT_SOURCE = "H200 pilot measurement, 2026-11-28 (bf16, batch 256; the project's GPU notes)"
 CPU_TRIAL_OVERHEAD_S = 1.0  # building the model for a trial
+DATA_CENTRE_PUE = 1.56  # Uptime Institute Global Data Center Survey 2024 average
+
+
+def ft_recipe(runs: pd.DataFrame, device_type: str | None = None) -> FinetuneConfig:
+    """The fine-tuning recipe of the evidence (the most frequent among its fine-tuning runs, on ``device_type``
+    if given); the study's default recipe where the evidence has none."""
+    ft = runs[runs["method"].str.startswith("ft_")]
+    if device_type is not None:
+        ft = ft[ft["device_type"] == device_type]
+    if ft.empty:
+        return FinetuneConfig()
+    recipes = ft["spec"].map(lambda text: json.dumps(json.loads(text)["finetune"], sort_keys=True))
+    config = json.loads(recipes.mode().iloc[0])
+    return FinetuneConfig(**{**config, "learning_rates": tuple(config["learning_rates"])})
 
 
 @dataclass(frozen=True)
 class Assumptions:
-    pue: float = 1.5
+    pue: float | None = None  # None: 1.0 on a personal machine, the data-centre average elsewhere
     price_usd_per_h: float | None = None  # None: the hardware profile's default price
     grid_gco2_per_kwh: float | None = None  # None: the region's figure
     hourly_rate_usd: float = 60.0
     setup_hours_fe: float = 2.0
     setup_hours_ft: float = 6.0
     hours_per_trial: float = 0.5
-    ft_trials: int | None = None  # None: from the measured tuning curve
+    ft_trials: int | None = None  # None: the evidence recipe's learning-rate trials
 
     def validate(self) -> "Assumptions":
-        for name in ("pue", "hourly_rate_usd", "setup_hours_fe", "setup_hours_ft", "hours_per_trial"):
+        for name in ("hourly_rate_usd", "setup_hours_fe", "setup_hours_ft", "hours_per_trial"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        if self.pue < 1:
-            raise ValueError("pue (power usage effectiveness) is at least 1")
+        if self.pue is not None and not (isinstance(self.pue, (int, float)) and math.isfinite(self.pue)
+                                         and 1 <= self.pue <= 5):
+            raise ValueError("pue (power usage effectiveness) is between 1 and 5, or empty for the default")
         for name in ("price_usd_per_h", "grid_gco2_per_kwh"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
@@ -55,9 +72,16 @@ class Assumptions:
             raise ValueError("ft_trials must be a whole number from 1 to 100")
         return self
 
+    def pue_for(self, hardware_key: str) -> float:
+        """The PUE applied: the user's, else 1.0 on a personal machine and the data-centre average elsewhere."""
+        if self.pue is not None:
+            return float(self.pue)
+        return 1.0 if HARDWARE[hardware_key].personal else DATA_CENTRE_PUE
+
 
 ASSUMPTION_SOURCES = {
-    "pue": "Uptime Institute Global Data Center Survey 2024: average PUE ~1.56 (hyperscalers ~1.1)",
+    "pue": f"empty = 1.0 on a personal machine (no data-centre overhead), {DATA_CENTRE_PUE} in a data centre "
+           "(Uptime Institute Global Data Center Survey 2024 average; hyperscalers ~1.1)",
     "price_usd_per_h": "hardware profile's typical on-demand price (recommender/hardware.py)",
     "grid_gco2_per_kwh": "region's grid intensity (codecarbon's table, recommender/data/SOURCES.md)",
     "hourly_rate_usd": "assumption: loaded cost of an ML engineer hour; edit for your team",
@@ -65,35 +89,22 @@ ASSUMPTION_SOURCES = {
                       "hours as a cost of each method)",
     "setup_hours_ft": "assumption: training loop, augmentation, validation split, checkpointing",
     "hours_per_trial": "assumption: launching, watching and comparing one hyper-parameter trial",
-    "ft_trials": "measured tuning curve: trials until the expected validation-chosen accuracy is within 0.5 "
-                 "points of the full grid's",
+    "ft_trials": "the study's fine-tuning recipe: one trial per learning rate it tries (validation picks one)",
 }
-
-
-def ft_steps(n_train: int) -> int:
-    return int(min(FT_MAX_STEPS, max(FT_MIN_STEPS, math.ceil(FT_EPOCHS * n_train / FT_BATCH))))
 
 
 def tuning_curve(trials: pd.DataFrame) -> pd.DataFrame:
     """Expected test accuracy of the validation-chosen trial when only n of a run's trials are tried (every
-    n-subset averaged), minus the accuracy with all of them; averaged over fine-tuning runs."""
+    n-subset averaged, chosen by the runs' own rule), minus the accuracy with all of them; averaged over runs."""
     gains = {}
     for _, run in trials.dropna(subset=["val_accuracy"]).groupby("run_id"):
-        run = run.sort_values("trial_index")
-        val, test = run["val_accuracy"].to_numpy(), run["test_accuracy"].to_numpy()
-        full = test[np.argmax(val)]
-        for n in range(1, len(run) + 1):
-            picks = [test[list(c)[int(np.argmax(val[list(c)]))]] for c in itertools.combinations(range(len(run)), n)]
+        records = run.sort_values("trial_index").to_dict("records")
+        full = select_trial(records)[0]["test_accuracy"]
+        for n in range(1, len(records) + 1):
+            picks = [select_trial(list(subset))[0]["test_accuracy"] for subset in itertools.combinations(records, n)]
             gains.setdefault(n, []).append(float(np.mean(picks) - full))
     return pd.DataFrame({"n_trials": list(gains), "accuracy_vs_full_grid": [np.mean(v) for v in gains.values()],
                          "runs": [len(v) for v in gains.values()]})
-
-
-def trials_needed(curve: pd.DataFrame, tolerance: float = 0.005) -> int:
-    if curve.empty:
-        return 3
-    within = curve[curve["accuracy_vs_full_grid"] >= -tolerance]
-    return int(within["n_trials"].min()) if not within.empty else int(curve["n_trials"].max())
 
 
 def _power_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -106,16 +117,16 @@ def _power_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 class CostModel:
-    """fit(tables) / estimate(...): per-option costs from measured throughputs."""
+    """fit(tables) / estimate(...): per-option costs from measured throughputs and the evidence's recipe."""
 
     def fit(self, tables: dict) -> "CostModel":
         runs, trials, extractions, hardware = (tables["runs"], tables["trials"], tables["extractions"],
                                                tables["hardware"])
-        self.references_ = {}  # device kind -> {backbone: rates}, with the reference hardware key and basis
+        self.references_ = {}  # device kind -> rates per backbone, the reference hardware, the basis
         for kind, device in (("cpu", "cpu"), ("gpu", "cuda")):
             hw_ids = set(hardware.loc[hardware["device_type"] == device, "hardware_id"])
             ext = extractions[extractions["hardware_id"].isin(hw_ids)]
-            ft = trials.merge(runs[["run_id", "backbone", "resolution", "hardware_id", "device_type"]], on="run_id")
+            ft = trials.merge(runs[["run_id", "backbone", "resolution", "hardware_id", "n_test"]], on="run_id")
             ft = ft[ft["hardware_id"].isin(hw_ids)]
             rates = {}
             for backbone, e in ext.groupby("backbone"):
@@ -123,21 +134,24 @@ class CostModel:
                     "extract_pps": float(np.median(e["images_per_s"] * e["resolution"] ** 2)),
                     "extract_jpp": float(np.median(e["energy_j"] / (e["n_images"] * e["resolution"] ** 2))),
                     "warmup_s": float(e["warmup_s"].median())}
-            for backbone, t in ft.groupby("backbone"):
-                pixels = (t["images_processed"] * t["resolution"] ** 2).sum()
+            for backbone, t in ft.groupby("backbone"):  # the fit phase: trained + validation images
+                pixels = ((t["images_processed"] - t["n_test"]) * t["resolution"] ** 2).sum()
                 rates.setdefault(backbone, {"warmup_s": 1.0}).update(
                     train_pps=float(pixels / t["fit_s"].sum()), train_jpp=float(t["energy_j"].sum() / pixels))
             if rates:
+                measured_on = runs[runs["hardware_id"].isin(hw_ids)]
                 gpu_names = hardware.loc[hardware["hardware_id"].isin(hw_ids), "gpu_model"].dropna()
                 key = "cpu_2core" if kind == "cpu" else profile_for_gpu_name(gpu_names.iloc[0]) or "h100"
-                sources = set(runs.loc[runs["hardware_id"].isin(hw_ids), "energy_source"])
-                self.references_[kind] = {"hardware": key, "rates": rates, "basis": "study runs",
-                                          "energy_basis": "NVML counter" if sources == {"nvml"} else
-                                          "estimated (CPU power model, no energy counter)"}
+                sources = set(measured_on["energy_source"])
+                self.references_[kind] = {
+                    "hardware": key, "rates": rates, "basis": "study runs",
+                    "resolutions": sorted(int(r) for r in measured_on["resolution"].unique()),
+                    "energy_basis": "NVML counter" if sources == {"nvml"} else
+                    "estimated (CPU power model, no energy counter)"}
         if "gpu" not in self.references_:
             pixels = GPU_PILOT_RESOLUTION ** 2
             self.references_["gpu"] = {
-                "hardware": GPU_PILOT_HARDWARE, "basis": "H200 pilot figures (GPU-NOTES.md), no GPU study runs yet",
+                "hardware": GPU_PILOT_HARDWARE, "basis": GPU_PILOT_SOURCE, "resolutions": [GPU_PILOT_RESOLUTION],
                 "energy_basis": "NVML counter in the H200 pilot, scaled",
                 "rates": {b: {"extract_pps": r["extract_ips"] * pixels, "extract_jpp": r["extract_jpi"] / pixels,
                               "train_pps": r["train_ips"] * pixels, "train_jpp": r["train_jpi"] / pixels,
@@ -145,8 +159,7 @@ class CostModel:
         fe = runs[runs["method"].str.startswith("fe_")]
         self.fit_time_ = {m: _power_fit(g["n_train"].to_numpy(float), g["fit_s"].to_numpy(float))
                           for m, g in fe.groupby("method")}
-        self.tuning_curve_ = tuning_curve(trials)
-        self.trials_needed_ = trials_needed(self.tuning_curve_)
+        self.recipe_ = ft_recipe(runs)
         return self
 
     def supports(self, hardware_key: str, method: str, backbone: str) -> bool:
@@ -154,12 +167,21 @@ class CostModel:
         rates = self.references_.get(HARDWARE[hardware_key].kind, {}).get("rates", {}).get(backbone, {})
         return ("extract_pps" if method.startswith("fe_") else "train_pps") in rates
 
-    def working_resolution(self, hardware_key: str, native_resolution: int) -> int:
-        return native_resolution if HARDWARE[hardware_key].kind == "gpu" else CPU_RESOLUTION
+    def measured_resolutions(self, hardware_key: str) -> list[int]:
+        """Resolutions the costs on this kind of device were measured at."""
+        return self.references_[HARDWARE[hardware_key].kind]["resolutions"]
+
+    def ft_images_per_trial(self, n_images: int, n_classes: int) -> int:
+        """Images one fine-tuning trial processes under the evidence's recipe: its epoch budget on the training
+        part, plus the validation checks."""
+        n_val = max(n_classes, int(n_images * self.recipe_.validation_fraction))
+        n_train = max(1, n_images - n_val)
+        return self.recipe_.planned_steps(n_train) * self.recipe_.batch_size + self.recipe_.evaluations * n_val
 
     def estimate(self, method: str, backbone: str, n_classes: int, images_per_class: int, hardware_key: str,
                  resolution: int, region: str, assumptions: Assumptions) -> dict:
-        """Costs of one option; ``cost_basis`` says whether they are the study's measurement or scaled."""
+        """Costs of one option at the working ``resolution``; ``cost_basis`` says whether they are the study's
+        measurement or scaled (other hardware, or another resolution by pixel count)."""
         target = HARDWARE[hardware_key]
         reference = self.references_[target.kind]
         rates = reference["rates"][backbone]
@@ -175,9 +197,8 @@ class CostModel:
             seconds = rates["warmup_s"] + ref_seconds / speed + a * n_images ** b
             trials, human = 1, assumptions.setup_hours_fe
         else:
-            trials = assumptions.ft_trials or self.trials_needed_
-            n_val = max(n_classes, int(n_images * FT_VALIDATION))
-            per_trial_images = ft_steps(n_images - n_val) * FT_BATCH + FT_EVALUATIONS * n_val
+            trials = assumptions.ft_trials or len(self.recipe_.learning_rates)
+            per_trial_images = self.ft_images_per_trial(n_images, n_classes)
             overhead = GPU_TRIAL_OVERHEAD_S if target.kind == "gpu" else CPU_TRIAL_OVERHEAD_S
             ref_seconds = trials * (per_trial_images * pixels / rates["train_pps"])
             ref_energy = trials * per_trial_images * pixels * rates["train_jpp"]
@@ -186,14 +207,23 @@ class CostModel:
         # Energy: the reference's measured average power draw, rescaled to the target's board power.
         ref_power_fraction = (ref_energy / max(ref_seconds, 1e-9)) / ref_hw.board_power_w
         energy_kwh = seconds * target.board_power_w * min(1.0, ref_power_fraction) / 3.6e6
+        pue = assumptions.pue_for(hardware_key)
         grid = assumptions.grid_gco2_per_kwh if assumptions.grid_gco2_per_kwh is not None else \
             REGIONS[region].grid_gco2_per_kwh
         price = assumptions.price_usd_per_h if assumptions.price_usd_per_h is not None else target.price_usd_per_h
         time_h = seconds / 3600
         compute_usd = time_h * price
-        measured = reference["hardware"] == hardware_key and reference["basis"] == "study runs"
-        return {"time_h": time_h, "energy_kwh": energy_kwh, "co2_kg": energy_kwh * assumptions.pue * grid / 1000,
-                "compute_usd": compute_usd, "human_hours": human, "human_usd": human * assumptions.hourly_rate_usd,
+        same_hardware = reference["hardware"] == hardware_key and reference["basis"] == "study runs"
+        same_resolution = resolution in reference["resolutions"]
+        if same_hardware and same_resolution:
+            basis = "measured"
+        else:
+            scaled = ([] if same_hardware else [f"from {ref_hw.name} ({reference['basis']})"]) + \
+                ([] if same_resolution else [f"from {', '.join(map(str, reference['resolutions']))} px to "
+                                             f"{resolution} px by pixel count"])
+            basis = "scaled " + " and ".join(scaled)
+        return {"time_h": time_h, "energy_kwh": energy_kwh, "energy_kwh_with_pue": energy_kwh * pue, "pue": pue,
+                "co2_kg": energy_kwh * pue * grid / 1000, "compute_usd": compute_usd, "human_hours": human,
+                "human_usd": human * assumptions.hourly_rate_usd,
                 "total_usd": compute_usd + human * assumptions.hourly_rate_usd, "trials": trials,
-                "cost_basis": "measured" if measured else f"scaled from {ref_hw.name} ({reference['basis']})",
-                "energy_basis": reference["energy_basis"]}
+                "cost_basis": basis, "energy_basis": reference["energy_basis"]}

@@ -1,12 +1,16 @@
-"""Decision quality, measured: leave one dataset out, advise on it, and compare with hindsight and rules of thumb.
+"""Decision and prediction quality, measured: leave one dataset out, advise on it, compare with hindsight.
 
-For each held-out dataset, k and budget scenario, the advisor (fitted without that dataset) picks an option; its
-realised accuracy and cost are the held-out dataset's own measurements. The oracle is the best realised option
-within budget; the baselines are "always fine-tune", "always extract" and the seed paper's rule of thumb (extract
-below a k threshold, fine-tune above; threshold fitted on the other datasets). Accuracy prediction error and 80%
-interval coverage are measured on every option, with and without the probe feature.
+For each held-out dataset, the advisor is fitted without it (its runs and its probe), then asked, at every k the
+study measured on it and under each budget scenario, with and without that dataset's own probe (the probe a user
+would run on their images). Its realised accuracy and cost are the held-out dataset's own measurements.
 
-    python -m recommender.evaluate        # writes data/recommender_evaluation.csv and .md
+Policies compared with the recommender: the oracle (best realised option within budget), the best single fixed
+option in hindsight over the training datasets (the strongest static policy), always extract (the best fixed
+extraction option), always fine-tune (full fine-tuning with the backbone that did best on the training datasets),
+and the seed paper's rule (extract below a k threshold, fine-tune above; threshold fitted on the training datasets).
+Accuracy predictions are scored on every option: absolute error, 80%-interval coverage and width.
+
+    python -m recommender.evaluate        # writes data/recommender_evaluation.csv and .json
 """
 from __future__ import annotations
 
@@ -18,40 +22,43 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.accuracy import evidence_rows, probe_accuracies
+from recommender.accuracy import PROBE_RESOLUTION, evidence_rows, probe_curves_by_dataset
 from recommender.advise import Advisor, option_name
 from recommender.costs import Assumptions
-from recommender.evidence import DEFAULT_DB, load_tables
-from recommender.questionnaire import Questionnaire
+from recommender.evidence import DEFAULT_DB, evidence_only, load_tables
+from recommender.questionnaire import Questionnaire, encode_probe
 from recommender.tasks import dataset_descriptors
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 TABLE_PATH = DATA / "recommender_evaluation.csv"
 SUMMARY_PATH = DATA / "recommender_evaluation.json"
 EVALUATION_HARDWARE = "cpu_2core"  # where the evidence was measured, so realised costs are measurements
-EVALUATION_RESOLUTION = 128
-ALWAYS_FT = ("ft_full", "mobilenetv2_100")
-ALWAYS_FE = ("fe_linear", "mobilenetv2_100")
-# Budget scenarios: none, and compute-time budgets that bind at some k (seconds on the study's CPU).
+# Budget scenarios: none, and budgets that bind at some k (compute seconds on the study's CPU; human hours).
 SCENARIOS = {"no budget": {}, "compute <= 60 s": {"budget_wall_time_h": 60 / 3600},
              "human <= 4 h": {"budget_human_hours": 4.0}}
+POLICIES = ("recommender", "recommender_without_probe", "best_fixed", "always_fe", "always_ft", "paper_rule")
+BASELINES = ("best_fixed", "always_fe", "always_ft", "paper_rule")
 
 
 def _without(tables: dict, dataset: str) -> dict:
     runs = tables["runs"][tables["runs"]["dataset"] != dataset]
-    return {**tables, "runs": runs, "trials": tables["trials"][tables["trials"]["run_id"].isin(runs["run_id"])],
-            "datasets": tables["datasets"][tables["datasets"]["name"] != dataset],
-            "extractions": tables["extractions"][tables["extractions"]["dataset"] != dataset]}
+    kept = {**tables, "runs": runs, "datasets": tables["datasets"][tables["datasets"]["name"] != dataset]}
+    for name in ("trials", "trial_curves"):
+        if name in tables:
+            kept[name] = tables[name][tables[name]["run_id"].isin(runs["run_id"])]
+    kept["extractions"] = tables["extractions"][tables["extractions"]["dataset"] != dataset]
+    if "probe_curves" in tables:
+        kept["probe_curves"] = tables["probe_curves"][tables["probe_curves"]["dataset"] != dataset]
+    return kept
 
 
 def realised_outcomes(tables: dict, dataset: str, assumptions: Assumptions) -> pd.DataFrame:
     """Measured accuracy and cost of every option on ``dataset`` at each k (means over seeds)."""
     runs = tables["runs"]
-    runs = runs[(runs["dataset"] == dataset) & runs["pretrained"] & (runs["resolution"] == EVALUATION_RESOLUTION)
-                & (runs["device_type"] == "cpu")]
+    runs = runs[(runs["dataset"] == dataset) & runs["pretrained"] & (runs["device_type"] == "cpu")]
     outcome = (runs.groupby(["method", "backbone", "k_label"], as_index=False)
                .agg(images_per_class=("images_per_class", "mean"), accuracy=("accuracy", "mean"),
-                    time_s=("total_s", "mean"), energy_j=("energy_j", "mean"), trials=("n_trials", "max")))
+                    time_s=("total_s", "mean"), trials=("n_trials", "max")))
     fe = outcome["method"].str.startswith("fe_")
     outcome["human_hours"] = np.where(fe, assumptions.setup_hours_fe,
                                       assumptions.setup_hours_ft + assumptions.hours_per_trial * outcome["trials"])
@@ -65,26 +72,36 @@ def _within(row: pd.Series, budgets: dict) -> bool:
     return all(row[limits[name]] <= limit for name, limit in budgets.items())
 
 
-def fit_rule_of_thumb(tables: dict) -> int:
-    """The k threshold (extract below, fine-tune at or above) that maximises mean accuracy on these datasets."""
-    rows = evidence_rows(tables)
-    rows = rows[rows["resolution"] == EVALUATION_RESOLUTION]
-    pivot = rows[rows["backbone"] == ALWAYS_FE[1]].pivot_table(index=["dataset", "images_per_class"],
-                                                               columns="method", values="accuracy")
-    if not {ALWAYS_FE[0], ALWAYS_FT[0]} <= set(pivot.columns):
-        return 10**9
-    pivot = pivot.dropna(subset=[ALWAYS_FE[0], ALWAYS_FT[0]]).reset_index()
-    candidates = sorted(pivot["images_per_class"].round().unique()) + [10**9]
-    scores = {t: np.where(pivot["images_per_class"] < t, pivot[ALWAYS_FE[0]], pivot[ALWAYS_FT[0]]).mean()
-              for t in candidates}
-    return int(max(scores, key=lambda t: (scores[t], t)))
+def fixed_policies(tables: dict) -> dict:
+    """The baselines' choices, learned from the training datasets only: the best fixed option, the best fixed
+    extraction option, full fine-tuning with the best backbone, and the paper rule's k threshold."""
+    rows = evidence_rows(evidence_only(tables))
+    mean = rows.groupby(["method", "backbone"])["accuracy"].mean()
+    fe = mean[[m.startswith("fe_") for m, _ in mean.index]]
+    ft = mean[[m == "ft_full" for m, _ in mean.index]]
+    best_fe = fe.idxmax()
+    best_ft = ft.idxmax() if len(ft) else best_fe
+    pivot = rows.assign(option=list(zip(rows["method"], rows["backbone"])))
+    pivot = pivot[pivot["option"].isin([best_fe, best_ft])].pivot_table(
+        index=["dataset", "k_label"], columns="option", values=["accuracy", "images_per_class"])
+    threshold = 10**9
+    if best_ft != best_fe and len(pivot.dropna()):
+        pivot = pivot.dropna()
+        k = pivot["images_per_class"].mean(axis=1)
+        candidates = sorted(k.round().unique()) + [10**9]
+        scores = {t: np.where(k < t, pivot[("accuracy", best_fe)], pivot[("accuracy", best_ft)]).mean()
+                  for t in candidates}
+        threshold = int(max(scores, key=lambda t: (scores[t], t)))
+    return {"best_fixed": option_name(*mean.idxmax()), "always_fe": option_name(*best_fe),
+            "always_ft": option_name(*best_ft), "paper_rule": (option_name(*best_fe), option_name(*best_ft), threshold)}
 
 
 def evaluate(tables: dict, assumptions: Assumptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(decisions: one row per dataset x k x scenario, predictions: one row per dataset x k x option)."""
+    """(decisions: one row per dataset x k x scenario, predictions: one row per dataset x k x option x probe)."""
     assumptions = assumptions or Assumptions()
+    tables = evidence_only(tables)
     descriptors = dataset_descriptors(tables["datasets"]).set_index("dataset")
-    probes = probe_accuracies(tables["runs"], tables.get("probes"))
+    probes = probe_curves_by_dataset(tables)
     decisions, predictions = [], []
     for dataset in sorted(tables["runs"]["dataset"].unique()):
         outcome = realised_outcomes(tables, dataset, assumptions)
@@ -92,78 +109,100 @@ def evaluate(tables: dict, assumptions: Assumptions | None = None) -> tuple[pd.D
             continue
         training = _without(tables, dataset)
         advisor = Advisor().fit(training)
-        threshold = fit_rule_of_thumb(training)
+        fixed = fixed_policies(training)
         d = descriptors.loc[dataset]
+        probe = encode_probe(probes[dataset]) if dataset in probes else None
         for k_label, at_k in outcome.groupby("k_label"):
             k = int(round(at_k["images_per_class"].mean()))
             base = dict(n_classes=int(d["n_classes"]), images_per_class=max(1, k), domain=d["domain"],
                         image_size_px=int(d["native_px"]), colour=not bool(d["grey"]), hardware=EVALUATION_HARDWARE,
-                        accuracy_weight=1.0)
+                        working_resolution_px=PROBE_RESOLUTION, accuracy_weight=1.0)
             realised = at_k.set_index("option")
-            for probe in (None, probes.get(dataset)):
-                advice = advisor.advise(Questionnaire(**base, probe_accuracy=probe), assumptions)
+            for with_probe in ([False, True] if probe else [False]):
+                advice = advisor.advise(Questionnaire(**base, probe=probe if with_probe else None), assumptions)
                 for _, option in advice.options.iterrows():
                     if option["option"] in realised.index:
-                        actual = realised.loc[option["option"], "accuracy"]
-                        predictions.append({"dataset": dataset, "k": k, "option": option["option"],
-                                            "probe": probe is not None, "predicted": option["acc_median"],
-                                            "low": option["acc_low"], "high": option["acc_high"], "realised": actual})
+                        predictions.append({
+                            "dataset": dataset, "k": k, "option": option["option"], "method": option["method"],
+                            "chance": 1.0 / base["n_classes"],
+                            "probe": with_probe, "basis": option["accuracy_basis"],
+                            "extrapolated": option["extrapolated"], "predicted": option["acc_median"],
+                            "low": option["acc_low"], "high": option["acc_high"],
+                            "realised": realised.loc[option["option"], "accuracy"]})
             for scenario, budgets in SCENARIOS.items():
-                advice = advisor.advise(Questionnaire(**base, **budgets), assumptions)
                 feasible = realised[[_within(row, budgets) for _, row in realised.iterrows()]]
                 if feasible.empty:
                     continue
-                oracle = feasible["accuracy"].max()
-                rule = ALWAYS_FE if k < threshold else ALWAYS_FT
-                picks = {"recommender": advice.recommended, "always_ft": option_name(*ALWAYS_FT),
-                         "always_fe": option_name(*ALWAYS_FE), "rule_of_thumb": option_name(*rule)}
-                row = {"dataset": dataset, "k": k, "scenario": scenario, "oracle": oracle,
-                       "rule_threshold_k": threshold}
+                picks = {"recommender_without_probe": advisor.advise(Questionnaire(**base, **budgets),
+                                                                     assumptions).recommended,
+                         "best_fixed": fixed["best_fixed"], "always_fe": fixed["always_fe"],
+                         "always_ft": fixed["always_ft"],
+                         "paper_rule": fixed["paper_rule"][0] if k < fixed["paper_rule"][2] else fixed["paper_rule"][1]}
+                picks["recommender"] = (advisor.advise(Questionnaire(**base, **budgets, probe=probe), assumptions)
+                                        .recommended if probe else picks["recommender_without_probe"])
+                row = {"dataset": dataset, "k": k, "scenario": scenario, "oracle": feasible["accuracy"].max(),
+                       "paper_threshold_k": fixed["paper_rule"][2]}
                 for policy, pick in picks.items():
+                    row[f"{policy}_pick"] = pick
                     if pick not in realised.index:  # not measured on this dataset at this k
                         row[f"{policy}_regret"], row[f"{policy}_violates"] = np.nan, np.nan
                         continue
                     chosen = realised.loc[pick]
-                    row[f"{policy}_regret"] = 100 * (oracle - chosen["accuracy"])
+                    row[f"{policy}_regret"] = 100 * (row["oracle"] - chosen["accuracy"])
                     row[f"{policy}_violates"] = not _within(chosen, budgets)
-                    row[f"{policy}_pick"] = pick
                 decisions.append(row)
     return pd.DataFrame(decisions), pd.DataFrame(predictions)
 
 
-POLICIES = ("recommender", "always_ft", "always_fe", "rule_of_thumb")
+def _prediction_scores(group: pd.DataFrame) -> dict:
+    error = 100 * (group["predicted"] - group["realised"]).abs()
+    covered = (group["realised"] >= group["low"]) & (group["realised"] <= group["high"])
+    return {"accuracy_mae_points": round(float(error.mean()), 2),
+            "interval_coverage": round(float(covered.mean()), 3),
+            "median_interval_width_points": round(float(100 * (group["high"] - group["low"]).median()), 1),
+            "predictions": len(group)}
 
 
 def summarise(decisions: pd.DataFrame, predictions: pd.DataFrame) -> dict:
     """Headline figures: mean regret per policy (over decisions where every policy's pick was measured), the
-    share of datasets on which the recommender beats every baseline, accuracy MAE and interval coverage."""
+    share of held-out datasets on which the recommender beats every baseline, accuracy MAE, coverage, width."""
     complete = decisions.dropna(subset=[f"{p}_regret" for p in POLICIES])
     per_dataset = complete.groupby("dataset")[[f"{p}_regret" for p in POLICIES]].mean()
-    beats_all = (per_dataset["recommender_regret"].to_frame().values
-                 < per_dataset[[f"{p}_regret" for p in POLICIES[1:]]].values).all(axis=1)
-    beats_or_ties = (per_dataset["recommender_regret"].to_frame().values
-                     <= per_dataset[[f"{p}_regret" for p in POLICIES[1:]]].values).all(axis=1)
+    ours = per_dataset[["recommender_regret"]].to_numpy()
+    baselines = per_dataset[[f"{p}_regret" for p in BASELINES]].to_numpy()
     summary = {"decisions": len(decisions), "decisions_all_policies_measured": len(complete),
                "held_out_datasets": int(decisions["dataset"].nunique()),
                "mean_regret_points": {p: round(float(complete[f"{p}_regret"].mean()), 2) for p in POLICIES},
                "budget_violations": {p: int(complete[f"{p}_violates"].astype(bool).sum()) for p in POLICIES},
-               "share_datasets_recommender_below_every_baseline": round(float(beats_all.mean()), 2),
-               "share_datasets_recommender_at_or_below_every_baseline": round(float(beats_or_ties.mean()), 2)}
-    for probe, group in predictions.groupby("probe"):
-        key = "probe_informed" if probe else "questionnaire_only"
-        summary[key] = {"accuracy_mae_points": round(float(100 * (group["predicted"] - group["realised"]).abs().mean()), 2),
-                        "interval_coverage": round(float(((group["realised"] >= group["low"])
-                                                          & (group["realised"] <= group["high"])).mean()), 3),
-                        "predictions": len(group)}
+               "share_datasets_recommender_below_every_baseline": round(float((ours < baselines).all(axis=1).mean()), 2),
+               "share_datasets_recommender_at_or_below_every_baseline": round(
+                   float((ours <= baselines).all(axis=1).mean()), 2)}
+    with_probe = predictions[predictions["probe"]]
+    without = predictions[~predictions["probe"]]
+    summary["probe_informed"] = {**_prediction_scores(with_probe),
+                                 "extraction_options": _prediction_scores(
+                                     with_probe[with_probe["method"].str.startswith("fe_")]),
+                                 "fine_tuning_options": _prediction_scores(
+                                     with_probe[with_probe["method"].str.startswith("ft_")])} if len(with_probe) else {}
+    summary["questionnaire_only"] = _prediction_scores(without)
+    summary["coverage_by_basis"] = {basis: _prediction_scores(group)["interval_coverage"]
+                                    for basis, group in predictions.groupby("basis")}
+    summary["below_chance_intervals"] = int((predictions["low"] < predictions["chance"] - 1e-9).sum())
     return summary
 
 
 def per_dataset_table(decisions: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     regrets = decisions.groupby("dataset")[[f"{p}_regret" for p in POLICIES]].mean().round(2)
-    mae = predictions.assign(error=100 * (predictions["predicted"] - predictions["realised"]).abs()).pivot_table(
-        index="dataset", columns="probe", values="error", aggfunc="mean").round(2)
-    mae.columns = ["mae_questionnaire_only" if not c else "mae_probe_informed" for c in mae.columns]
-    return regrets.join(mae).reset_index()
+    scored = predictions.assign(error=100 * (predictions["predicted"] - predictions["realised"]).abs(),
+                                covered=(predictions["realised"] >= predictions["low"])
+                                & (predictions["realised"] <= predictions["high"]),
+                                width=100 * (predictions["high"] - predictions["low"]))
+    parts = []
+    for probe, name in ((True, "probe"), (False, "questionnaire")):
+        group = scored[scored["probe"] == probe].groupby("dataset")
+        parts.append(pd.DataFrame({f"mae_{name}": group["error"].mean(), f"coverage_{name}": group["covered"].mean(),
+                                   f"width_{name}": group["width"].median()}))
+    return regrets.join(pd.concat(parts, axis=1).round(3)).reset_index()
 
 
 def load_table(path: Path = TABLE_PATH) -> pd.DataFrame | None:
@@ -189,7 +228,8 @@ def main(argv=None) -> int:
     summary["seconds"] = round(time.perf_counter() - started, 1)
     table.to_csv(args.table, index=False)
     Path(args.summary).write_text(json.dumps(summary, indent=2))
-    print(table.to_string(index=False))
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(table.to_string(index=False))
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -13,8 +13,8 @@ import pandas as pd
 
 from recommender.accuracy import evidence_rows
 from recommender.costs import tuning_curve
-from recommender.evidence import DEFAULT_DB, load_tables
-from study.evidence import matched_cost_ratios
+from recommender.evidence import DEFAULT_DB, evidence_only, load_tables
+from study.evidence import crossovers, matched_cost_ratios
 
 OUTPUT = Path(__file__).resolve().parent.parent / "data" / "GUIDELINES.md"
 
@@ -26,30 +26,32 @@ class Guideline:
     numbers: dict = field(default_factory=dict)
 
 
-def _best_per_family(rows: pd.DataFrame) -> pd.DataFrame:
-    """Best FE and best FT mean accuracy per (dataset, domain, k, resolution)."""
-    rows = rows.assign(family=np.where(rows["method"].str.startswith("fe_"), "FE", "FT"),
-                       k=rows["images_per_class"].round().astype(int))
-    best = rows.groupby(["dataset", "domain", "k", "resolution", "family"])["accuracy"].max().unstack("family")
-    return best.dropna().reset_index() if {"FE", "FT"} <= set(best.columns) else pd.DataFrame()
-
-
-def crossover_by_domain(rows: pd.DataFrame) -> Guideline:
-    best = _best_per_family(rows)
-    if best.empty:
+def crossover(runs: pd.DataFrame, rows: pd.DataFrame) -> Guideline:
+    """Per dataset and per domain: the k from which fine-tuning wins, the points it gains, what it costs."""
+    per_dataset = crossovers(runs)
+    if per_dataset.empty:
         return Guideline("When fine-tuning overtakes extraction", "No dataset has both FE and FT runs yet.")
+    domains = rows.groupby("dataset")["domain"].first()
+    per_dataset["domain"] = per_dataset["dataset"].map(domains)
     numbers, parts = {}, []
-    for domain, group in best.groupby("domain"):
-        by_k = group.groupby("k")[["FE", "FT"]].mean()
-        gaps = (100 * (by_k["FT"] - by_k["FE"])).round(1)
-        ahead = [k for k in by_k.index if all(gaps.loc[gaps.index >= k] > 0)]
-        numbers[domain] = {"FT minus FE (points) by k": gaps.to_dict(), "crossover k": ahead[0] if ahead else None,
-                           "datasets": sorted(group["dataset"].unique())}
-        parts.append(f"{domain}: FT ahead from k={ahead[0]}" if ahead else
-                     f"{domain}: FE at least as good up to k={int(by_k.index.max())}")
+    for domain, group in per_dataset.groupby("domain"):
+        never = group["crossover_k"].str.startswith("none")
+        numbers[domain] = {row["dataset"]: {"crossover k": row["crossover_k"],
+                                            "FT - FE at the largest k (points)": row["points_at_largest_k"],
+                                            "largest k": row["largest_k"],
+                                            "FT / FE wall time there": row["time_multiple_at_largest_k"]}
+                           for _, row in group.iterrows()}
+        found = group.loc[~never, "crossover_k"].astype(int)
+        gain = group["points_at_largest_k"].mean()
+        multiple = group["time_multiple_at_largest_k"].median()
+        parts.append(f"{domain}: " + (f"fine-tuning wins from k={found.min()}" + (f"-{found.max()}" if
+                                      found.max() != found.min() else "") if len(found) else "extraction never beaten")
+                     + (f" on {len(found)} of {len(group)} datasets" if 0 < len(found) < len(group) else "")
+                     + f", {gain:+.1f} points at the largest k for {multiple:.0f}x the wall time")
     return Guideline("When fine-tuning overtakes extraction",
                      "Per domain, the smallest measured k from which the best fine-tuning beats the best feature "
-                     "extraction at every larger measured k — " + "; ".join(parts) + ".", numbers)
+                     "extraction at every larger measured k (per dataset in the numbers), the points it gains at the "
+                     "largest measured k and its wall-time multiple there — " + "; ".join(parts) + ".", numbers)
 
 
 def cost_ratios(runs: pd.DataFrame) -> Guideline:
@@ -139,8 +141,9 @@ def transfer_gain(runs: pd.DataFrame) -> Guideline | None:
 
 
 def derive(tables: dict) -> list[Guideline]:
+    tables = evidence_only(tables)
     rows = evidence_rows(tables)
-    found = [crossover_by_domain(rows), cost_ratios(tables["runs"]), fne_vs_linear(rows), partial_vs_full(rows),
+    found = [crossover(tables["runs"], rows), cost_ratios(tables["runs"]), fne_vs_linear(rows), partial_vs_full(rows),
              tuning_cost(tables["trials"]), transfer_gain(tables["runs"])]
     return [g for g in found if g is not None]
 

@@ -19,17 +19,18 @@ class HardwareProfile:
     price_usd_per_h: float
     source: str
     date: str
+    personal: bool = False  # a machine the user owns and sits at (no data-centre PUE, no hourly price)
 
 
 HARDWARE: dict[str, HardwareProfile] = {
     "cpu_2core": HardwareProfile(
         "2-core cloud VM (the study's CPU)", "cpu", 0.16, 0.16, 20, 20, 0.10,
-        "study machine; peak = 2 cores x 2.5 GHz x 32 FP32 FLOP/cycle (AVX2 FMA), estimate; "
+        "study machine (AMD EPYC, 2 vCPUs); peak = 2 cores x 2.5 GHz x 32 FP32 FLOP/cycle, estimate; "
         "power = the study's 10 W/thread model", "2026-11"),
     "cpu_laptop": HardwareProfile(
         "CPU-only laptop (8 cores)", "cpu", 0.77, 0.77, 60, 45, 0.0,
         "estimate: 8 cores x 3 GHz x 32 FP32 FLOP/cycle; 45 W typical package power; owned (no hourly price)",
-        "2026-11"),
+        "2026-11", personal=True),
     "t4": HardwareProfile("NVIDIA T4", "gpu", 65, 8.1, 320, 70, 0.35,
                           "NVIDIA T4 datasheet (fp16 tensor; no bf16); GCP on-demand price", "2019 / 2026-11"),
     "l4": HardwareProfile("NVIDIA L4", "gpu", 121, 30.3, 300, 72, 0.71,

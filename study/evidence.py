@@ -3,9 +3,11 @@ tables — so the shipped evidence describes itself and never drifts from the da
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from study.store import DEFAULT_DB
@@ -14,7 +16,7 @@ OUTPUT = DEFAULT_DB.parent / "EVIDENCE.md"
 K_ORDER = ["1", "2", "5", "10", "20", "50", "100", "max"]
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
     frame = frame.astype(object).where(frame.notna(), "")
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "---|" * len(frame.columns)
@@ -46,6 +48,46 @@ def matched_cost_ratios(runs: pd.DataFrame) -> pd.DataFrame:
     return both.reset_index()
 
 
+def best_by_family(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, k): the best feature-extraction and the best fine-tuning option (mean accuracy over seeds),
+    their accuracies and mean wall times; pretrained backbones only."""
+    runs = runs[runs["pretrained"]]
+    means = (runs.groupby(["dataset", "k_label", "method", "backbone"], as_index=False)
+             .agg(images_per_class=("images_per_class", "mean"), accuracy=("accuracy", "mean"),
+                  total_s=("total_s", "mean"), seeds=("seed", "nunique")))
+    means["family"] = np.where(means["method"].str.startswith("ft_"), "FT", "FE")
+    best = means.sort_values("accuracy").groupby(["dataset", "k_label", "family"]).tail(1)
+    wide = best.pivot(index=["dataset", "k_label"], columns="family",
+                      values=["accuracy", "total_s", "method", "backbone", "images_per_class"])
+    wide.columns = [f"{family}_{value}" for value, family in wide.columns]
+    return wide.reset_index()
+
+
+def crossovers(runs: pd.DataFrame, ks=("5", "20", "100", "max")) -> pd.DataFrame:
+    """Per dataset: FT - FE (points, best option of each family) at the given k, the crossover (the smallest
+    measured k from which fine-tuning wins at every larger measured k, or none up to the largest), and the points
+    gained and the wall-time multiple at the largest k where both were measured."""
+    best = best_by_family(runs)
+    if not {"FE_accuracy", "FT_accuracy"} <= set(best.columns):
+        return pd.DataFrame()
+    best = best.dropna(subset=["FE_accuracy", "FT_accuracy"])
+    rows = []
+    for dataset, group in best.groupby("dataset"):
+        group = group.assign(k=group["FE_images_per_class"].astype(float)).sort_values("k")
+        gap = 100 * (group["FT_accuracy"].astype(float) - group["FE_accuracy"].astype(float))
+        wins = gap.to_numpy() > 0
+        ahead = [i for i in range(len(wins)) if wins[i:].all()]
+        top = group.iloc[-1]
+        row = {"dataset": dataset, **{f"FT-FE k={k}": round(float(gap[group["k_label"] == k].iloc[0]), 1)
+                                      if (group["k_label"] == k).any() else None for k in ks},
+               "crossover_k": (f"{group['k_label'].iloc[ahead[0]]}" if ahead else
+                               f"none up to {top['k_label']}"),
+               "largest_k": top["k_label"], "points_at_largest_k": round(float(gap.iloc[-1]), 1),
+               "time_multiple_at_largest_k": round(float(top["FT_total_s"]) / float(top["FE_total_s"]), 1)}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def ratio_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Median FT/FE wall-time and energy ratios per dataset and device."""
     both = matched_cost_ratios(runs)
@@ -58,24 +100,42 @@ def ratio_table(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _recipes(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (grid, fine-tuning recipe): runs, and the recipe's settings."""
+    ft = runs[runs["method"].str.startswith("ft_")]
+    rows = []
+    for (grid, recipe), group in ft.groupby(["grid", "recipe"], dropna=False):
+        settings = json.loads(group["spec"].iloc[0])["finetune"]
+        rows.append({"grid": grid, "recipe": recipe, "runs": len(group),
+                     "learning rates": ", ".join(f"{r:g}" for r in settings["learning_rates"]),
+                     "epochs (<= 256 images)": settings["epochs"], "min epochs": settings.get("min_epochs", ""),
+                     "min steps": settings["min_steps"], "budget x": settings.get("budget_scale", 1.0),
+                     "batch": settings["batch_size"], "checks": settings["evaluations"]})
+    return pd.DataFrame(rows)
+
+
 def render(db: Path) -> str:
+    from study.convergence import render_markdown, report
+    from study.grid_file import evidence_grids
+
     with duckdb.connect(str(db), read_only=True) as con:
-        runs = con.execute("SELECT * FROM runs").df()
-        trials = con.execute("SELECT count(*) FROM trials").fetchone()[0]
-        hardware = con.execute("SELECT * FROM hardware").df()
-        datasets = con.execute("SELECT * FROM datasets ORDER BY name").df()
+        tables = {name: con.execute(f"SELECT * FROM {name}").df()
+                  for name in ("runs", "trials", "trial_curves", "hardware", "datasets", "extractions")}
         failures = con.execute("SELECT count(*) FROM failures").fetchone()[0]
-        spread = con.execute("""SELECT backbone, resolution, count(*) AS extractions,
-                                       round(min(images_per_s), 1) AS min_img_s,
-                                       round(median(images_per_s), 1) AS median_img_s,
-                                       round(max(images_per_s), 1) AS max_img_s
-                                FROM extractions GROUP BY ALL ORDER BY ALL""").df()
+    runs, hardware, datasets = tables["runs"], tables["hardware"], tables["datasets"]
+    evidence = runs[runs["grid"].isin(evidence_grids())]
+    spread = (tables["extractions"].groupby(["backbone", "resolution", "hardware_id"])
+              .agg(extractions=("images_per_s", "size"), min_img_s=("images_per_s", "min"),
+                   median_img_s=("images_per_s", "median"), max_img_s=("images_per_s", "max"),
+                   median_cpu_utilisation=("cpu_utilisation", "median")).round(2).reset_index())
     lines = ["# Evidence shipped in data/study.duckdb", "",
              "Generated by `python -m study.evidence` from the database; every number below is a real run of "
              "`python -m study.run` on real data.", "",
              f"- runs: **{len(runs)}** over **{runs['dataset'].nunique()}** datasets, "
              f"{runs['backbone'].nunique()} backbones, methods {', '.join(sorted(runs['method'].unique()))}",
-             f"- fine-tuning trials (each learning rate its own training): **{trials}**",
+             f"- fine-tuning runs: **{int(runs['method'].str.startswith('ft_').sum())}**, with "
+             f"**{len(tables['trials'])}** trainings (each learning rate its own) and "
+             f"{len(tables['trial_curves'])} validation checks stored as curves",
              f"- recorded failures: {failures}",
              f"- dates: {runs['started_at'].min()} to {runs['finished_at'].max()}",
              f"- git commits: {', '.join(sorted(runs['git_commit'].unique()))}",
@@ -83,30 +143,52 @@ def render(db: Path) -> str:
              f"{', '.join(sorted(runs['timm_version'].unique()))}; scikit-learn "
              f"{', '.join(sorted(runs['sklearn_version'].unique()))}; Python "
              f"{', '.join(sorted(runs['python_version'].unique()))}", ""]
-    counts = runs.groupby(["grid", "device_type", "energy_source", "method"]).size().rename("runs").reset_index()
-    lines += ["## What ran, where", "", _markdown(counts), ""]
+    counts = (runs.groupby(["grid", "device_type", "energy_source", "method"], dropna=False).size()
+              .rename("runs").reset_index())
+    lines += ["## What ran, where", "",
+              f"The recommender learns from the grids marked as evidence ({', '.join(sorted(evidence_grids()))}); "
+              "the others are checks (a smoke test, the convergence check).", "", markdown_table(counts), ""]
+    recipes = _recipes(runs)
+    if not recipes.empty:
+        lines += ["### Fine-tuning recipes", "",
+                  "Every fine-tuning run records its recipe (`runs.recipe`, the full settings in `runs.spec`). "
+                  "Budgets are epochs, never capped by a step limit: the epochs below up to 256 training images, "
+                  "then shrinking as the square root of the set's size down to the minimum, with a floor of steps "
+                  "for few-shot sets; every trial runs its whole warm-up + cosine schedule and keeps its final "
+                  "weights; the validation split chooses the learning rate.", "", markdown_table(recipes), ""]
     hw = hardware[["hardware_id", "device_type", "cpu_model", "cpu_count", "torch_threads", "memory_gb",
                    "gpu_model", "gpu_count"]]
-    lines += ["### Hardware", "", _markdown(hw), "",
+    lines += ["### Hardware", "", markdown_table(hw), "",
               "Energy: `nvml` = the GPU's total-energy counter; `estimated` = CPU runs, no energy counter, "
               "10 W per busy thread x threads x wall time (a stated model, not a measurement).", ""]
     ds = datasets[["name", "domain", "n_classes", "channels", "n_train_pool", "n_test", "split", "licence"]]
-    lines += ["## Datasets", "", _markdown(ds), ""]
+    lines += ["## Datasets", "", markdown_table(ds), ""]
     lines += ["## Accuracy by method x images per class", "",
-              "Mean test accuracy in % over seeds (number of seeds in brackets). `_random_init` backbones are the "
-              "no-transfer baseline.", ""]
-    for dataset in sorted(runs["dataset"].unique()):
-        lines += [f"### {dataset}", "", _markdown(accuracy_table(runs, dataset)), ""]
+              "Mean test accuracy in % over seeds (number of seeds in brackets), evidence grids only. "
+              "`_random_init` backbones are the no-transfer baseline.", ""]
+    for dataset in sorted(evidence["dataset"].unique()):
+        lines += [f"### {dataset}", "", markdown_table(accuracy_table(evidence, dataset)), ""]
+    gaps = crossovers(evidence)
+    if not gaps.empty:
+        lines += ["## When fine-tuning overtakes extraction", "",
+                  "Best fine-tuning option minus best feature-extraction option (points, means over seeds) at each "
+                  "k; the crossover is the smallest measured k from which fine-tuning wins at every larger measured "
+                  "k; the time multiple is FT / FE wall time at the largest k.", "", markdown_table(gaps), ""]
+    lines += ["## Convergence of the fine-tuning recipe", "", render_markdown(report(tables)), ""]
+    utilisation = runs[runs["device_type"] == "cpu"].groupby(["grid", "method"])["cpu_utilisation"].describe(
+        percentiles=[0.1, 0.5])[["count", "min", "10%", "50%"]].round(2).astype({"count": int}).reset_index()
     lines += ["## Measurement conditions", "",
-              "Throughput of the one shared feature extraction per dataset, backbone and resolution. A wide spread "
-              "at the same backbone and resolution means the machine was loaded by other work while it ran: those "
-              "timings (and the feature-extraction costs attributed from them) are pessimistic.", "",
-              _markdown(spread), ""]
-    ratios = ratio_table(runs)
+              "CPU utilisation = CPU seconds the run's process used / (wall seconds x torch threads). Fine-tuning "
+              "near 1 ran alone; well below 1, other work shared the cores and its timings are pessimistic. "
+              "Feature runs sit lower by design (their scikit-learn fits use one thread). Runs made before this was "
+              "recorded show no value.", "", markdown_table(utilisation), "",
+              "Throughput of the one shared feature extraction per dataset, backbone and resolution, per machine:",
+              "", markdown_table(spread), ""]
+    ratios = ratio_table(evidence)
     if not ratios.empty:
         lines += ["## Fine-tuning vs feature extraction: cost ratios", "",
                   "Median over matched runs of ft_full (all learning-rate trials) / fe_linear (its share of the "
-                  "shared extraction + fit).", "", _markdown(ratios), ""]
+                  "shared extraction + fit).", "", markdown_table(ratios), ""]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ def test_quick_bench_reports_study_and_reference_rates(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["device"]["type"] == "cpu" and report["device"]["name"].startswith("CPU: ")
     assert report["device"]["name"] in table and "mobilenetv2_100" in table
-    assert report["targets_judged"] is False
+    assert report["targets_judged"] is False and report["targets"] == {"ft": 0.85}
     (entry,) = report["results"]
     assert entry["backbone"] == "mobilenetv2_100" and entry["resolution"] == 32
     for kind in ("fe", "ft"):
