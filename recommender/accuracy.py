@@ -38,6 +38,7 @@ EXTRAPOLATION_WIDENING = 0.5  # interval half-width x (1 + this x doublings of k
 Z_CLIP = 0.002  # normalised accuracy kept in [Z_CLIP, 1 - Z_CLIP] before the logit
 CURVE_PENALTY, MODIFIER_PENALTY, TASK_PENALTY = 0.3, 3.0, 3.0
 ANCHOR_METHOD = "fe_linear"
+OWN_WEIGHT = 0.6
 # Kinds of prediction, each with its own conformal interval.
 MEASURED = "measured on your images by the probe"
 PREDICTED_FE = "predicted from your probe (extraction)"
@@ -204,54 +205,60 @@ class ProbeAnchoredModel(QuestionnaireModel):
         return linear[0] if linear else (sorted(curves)[0] if curves else None)
 
     @staticmethod
-    def _anchor_terms(curve: dict[int, float], chance: float) -> tuple[int, float, float]:
-        """(anchor k, z at it, slope of z per doubling of k between the probe's last two points)."""
+    def _anchor_terms(curve: dict[int, float], chance: float, k: float) -> tuple[int, float, float]:
+        """(anchor k: the probe's k nearest to ``k`` in log scale, z there, the curve's local slope in z per doubling
+        of k around it)."""
         ks = sorted(curve)
-        top = ks[-1]
-        z_top = float(to_z(curve[top], chance))
-        if len(ks) < 2:
-            return top, z_top, 0.0
-        below = ks[-2]
-        return top, z_top, (z_top - float(to_z(curve[below], chance))) / np.log2(top / below)
+        position = int(np.argmin([abs(np.log(k / probe_k)) for probe_k in ks]))
+        anchor = ks[position]
+        z_anchor = float(to_z(curve[anchor], chance))
+        low, high = ks[max(0, position - 1)], ks[min(len(ks) - 1, position + 1)]
+        if low == high:
+            return anchor, z_anchor, 0.0
+        slope = float(to_z(curve[high], chance) - to_z(curve[low], chance)) / np.log2(high / low)
+        return anchor, z_anchor, slope
 
     def _offset_design(self, k: np.ndarray, anchor_k: np.ndarray, z_anchor: np.ndarray, slope: np.ndarray):
         span = np.log2(np.maximum(k, 1.0) / anchor_k)
         return np.column_stack([k_hats(k), span * (z_anchor - self.z_centre_), span * slope])
 
     def _offset_rows(self, rows: pd.DataFrame, probes: dict) -> pd.DataFrame:
-        """Training rows for the offsets: every evidence row of a probed dataset, with its anchor terms."""
+        """Training rows for the offsets: every evidence row of a probed dataset, once per probed option and probe k
+        as the anchor."""
         records = []
         for row in rows.itertuples(index=False):
-            curves = probes.get(row.dataset)
-            anchor = self.anchor((row.method, row.backbone), curves or {})
-            if anchor is None:
-                continue
-            anchor_k, z_anchor, slope = self._anchor_terms(curves[anchor], row.chance)
-            records.append({"dataset": row.dataset, "option": (row.method, row.backbone),
-                            "images_per_class": row.images_per_class, "anchor_k": anchor_k, "z_anchor": z_anchor,
-                            "slope": slope, "offset": float(to_z(row.accuracy, row.chance)) - z_anchor})
+            for anchor, curve in probes.get(row.dataset, {}).items():
+                for probe_k in sorted(curve):
+                    anchor_k, z_anchor, slope = self._anchor_terms(curve, row.chance, probe_k)
+                    records.append({"dataset": row.dataset, "option": (row.method, row.backbone), "anchor": anchor,
+                                    "images_per_class": row.images_per_class, "anchor_k": anchor_k,
+                                    "z_anchor": z_anchor, "slope": slope,
+                                    "offset": float(to_z(row.accuracy, row.chance)) - z_anchor})
         return pd.DataFrame(records)
 
     def _fit_offsets(self, offsets: pd.DataFrame) -> dict:
+        """One ridge per (option, probed anchor option, anchor k): the offset's curve in log k and its modifiers."""
         penalty = np.r_[np.full(len(KNOTS_K), CURVE_PENALTY), MODIFIER_PENALTY, MODIFIER_PENALTY]
         coefs = {}
-        for option, group in offsets.groupby("option"):
+        for (option, anchor, anchor_k), group in offsets.groupby(["option", "anchor", "anchor_k"]):
             x = self._offset_design(group["images_per_class"].to_numpy(float), group["anchor_k"].to_numpy(float),
                                     group["z_anchor"].to_numpy(float), group["slope"].to_numpy(float))
-            coefs[option] = ridge(x, group["offset"].to_numpy(float), penalty)
+            coefs[(option, anchor, int(anchor_k))] = ridge(x, group["offset"].to_numpy(float), penalty)
         return coefs
 
     def _bias(self, rows: pd.DataFrame, probes: dict) -> dict:
-        """Per probed option, the median z difference between the study's measurement and the probe's at the same
-        k (the probe trains and tests on a small subsample); the median, so one odd dataset does not move all."""
+        """Per (option, probed option): the median z difference between the study's measurement of the option and
+        the probe's measurement of the probed option at the same k. With the probed option itself this is the
+        probe-to-study bias; with the others, what their probes say about it. The median, so one odd dataset does
+        not move all."""
         gaps: dict = {}
         for row in rows.itertuples(index=False):
-            curve = probes.get(row.dataset, {}).get((row.method, row.backbone))
             k = int(round(row.images_per_class))
-            if curve and k in curve:
-                gaps.setdefault((row.method, row.backbone), []).append(
-                    float(to_z(row.accuracy, row.chance) - to_z(curve[k], row.chance)))
-        return {option: float(np.median(values)) for option, values in gaps.items()}
+            for probed, curve in probes.get(row.dataset, {}).items():
+                if k in curve:
+                    gaps.setdefault(((row.method, row.backbone), probed), []).append(
+                        float(to_z(row.accuracy, row.chance) - to_z(curve[k], row.chance)))
+        return {key: float(np.median(values)) for key, values in gaps.items()}
 
     def fit(self, rows: pd.DataFrame, probes: dict) -> "ProbeAnchoredModel":
         rows = rows[rows["dataset"].isin(probes)].assign(
@@ -288,20 +295,35 @@ class ProbeAnchoredModel(QuestionnaireModel):
         for position, row in enumerate(tasks.itertuples(index=False)):
             option, chance, k = (row.method, row.backbone), 1.0 / row.n_classes, float(row.images_per_class)
             curve = curves.get(option)
-            if curve and min(curve) <= k <= max(curve) and option in self.bias_:
-                ks = np.array(sorted(curve), float)
-                z_points = to_z([curve[int(p)] for p in ks], chance)
-                z[position] = np.interp(np.log(k), np.log(ks), z_points) + self.bias_[option]
+            if curve and min(curve) <= k <= max(curve) and (option, option) in self.bias_:
+                # Every probed option measured here says something about this one: average what they say.
+                said, weights = [], []
+                for probed, other in curves.items():
+                    if (option, probed) in self.bias_ and min(other) <= k <= max(other):
+                        ks = np.array(sorted(other), float)
+                        z_points = to_z([other[int(p)] for p in ks], chance)
+                        said.append(np.interp(np.log(k), np.log(ks), z_points) + self.bias_[(option, probed)])
+                        weights.append(OWN_WEIGHT if probed == option else (1 - OWN_WEIGHT) / 3)
+                z[position] = float(np.average(said, weights=weights))
                 kinds.append(MEASURED)
                 continue
-            anchor = self.anchor(option, curves)
-            anchor_k, z_anchor, slope = self._anchor_terms(curves[anchor], chance)
-            coef = self.offsets_.get(option)
-            if coef is None:
+            preferred = self.anchor(option, curves)
+            said, weights = [], []
+            for anchor, curve in curves.items():
+                fitted = [a for o, p, a in self.offsets_ if o == option and p == anchor]
+                if not fitted:
+                    continue
+                anchor_k = self._anchor_terms(curve, chance, k)[0]
+                usable = {a: v for a, v in curve.items() if a in fitted} or curve  # the k the study's probes had
+                anchor_k, z_anchor, slope = self._anchor_terms(usable, chance, anchor_k)
+                coef = self.offsets_[(option, anchor, min(fitted, key=lambda a: abs(np.log(a / anchor_k))))]
+                x = self._offset_design(np.array([k]), np.array([anchor_k], float), np.array([z_anchor]),
+                                        np.array([slope]))
+                said.append(z_anchor + float((x @ coef)[0]))
+                weights.append(OWN_WEIGHT if anchor == preferred else (1 - OWN_WEIGHT) / max(1, len(curves) - 1))
+            if not said:
                 raise ValueError(f"no evidence to predict {option} from a probe")
-            x = self._offset_design(np.array([k]), np.array([anchor_k], float), np.array([z_anchor]),
-                                    np.array([slope]))
-            z[position] = z_anchor + float((x @ coef)[0])
+            z[position] = float(np.average(said, weights=weights))
             kinds.append(PREDICTED_FT if row.method.startswith("ft_") else PREDICTED_FE)
         return z, kinds
 

@@ -72,6 +72,11 @@ def working_resolution(q: Questionnaire, native_px: int) -> tuple[int, str]:
     return size, f"your images at their own size (shorter side {q.image_size_px} px, rounded up to {size}), not upscaled"
 
 
+def _plain(value: float) -> str:
+    """Two significant digits without an exponent: 0.0000021, 0.35, 120."""
+    return np.format_float_positional(value, precision=2, unique=False, fractional=False, trim="-")
+
+
 def budget_verdict(budget: str, limit: float, cost: dict, q: Questionnaire, method: str) -> dict:
     """What breaks a budget (the component) and the one answer or assumption that would change it."""
     value = cost[BUDGET_COLUMNS[budget]]
@@ -90,12 +95,12 @@ def budget_verdict(budget: str, limit: float, cost: dict, q: Questionnaire, meth
         component = f"compute time: {format_duration(cost['time_h'])} on {HARDWARE[q.hardware].name}"
         fix = ("answer", "hardware", "faster hardware (or a lower working resolution)")
     elif budget == "budget_energy_kwh":
-        component = (f"compute energy: {cost['energy_kwh']:.3g} kWh x PUE {cost['pue']:.2f} = "
-                     f"{cost['energy_kwh_with_pue']:.3g} kWh")
+        component = (f"compute energy: {_plain(cost['energy_kwh'])} kWh x PUE {cost['pue']:.2f} = "
+                     f"{_plain(cost['energy_kwh_with_pue'])} kWh")
         fix = ("answer", "hardware", "more efficient hardware (or the PUE assumption)")
     else:
-        component = (f"compute energy: {cost['energy_kwh_with_pue']:.3g} kWh (with PUE) x the grid's carbon "
-                     f"intensity = {cost['co2_kg']:.3g} kg")
+        component = (f"compute energy: {_plain(cost['energy_kwh_with_pue'])} kWh (with PUE) x the grid's carbon "
+                     f"intensity = {_plain(cost['co2_kg'])} kg")
         fix = ("answer", "region", "a lower-carbon grid region (or the grid intensity assumption)")
     return {"budget": BUDGET_LABELS[budget], "field": budget, "limit": limit, "value": value, "component": component,
             "fix_kind": fix[0], "fix_field": fix[1], "fix": fix[2]}
@@ -243,9 +248,12 @@ class Advisor:
             lines.append(f"Best fine-tuning ({ft['label']}) is predicted {gap:+.1f} points versus the best "
                          f"extraction ({fe['label']}), for {ratio:.1f}× the total cost ({ft['trials']} "
                          "learning-rate trials, as in the study's recipe).")
-        for _, row in table[~table["feasible"]].iterrows():
-            reasons = "; ".join(f"{v['budget']} ({v['component']}; change {v['fix']})" for v in row["verdicts"])
-            lines.append(f"{row['label']} breaks the budget for {reasons}.")
+        failing = table[~table["feasible"]]
+        if len(failing):
+            broken = sorted({v["budget"] for verdicts in failing["verdicts"] for v in verdicts})
+            lines.append(f"{len(failing)} of {len(table)} options break the {' and '.join(broken)} budget"
+                         f"{'s' if len(broken) > 1 else ''}; what breaks each, and what would change it, is listed "
+                         "with the options.")
         lines.append(f"Working resolution: {best['resolution']} px, {best['resolution_reason']}. Accuracy was "
                      f"measured at {best['accuracy_resolution']}; costs are {best['cost_basis']}.")
         for _, near in self.nearest_datasets(q).iterrows():

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TABLE = Path(__file__).resolve().parent / "data" / "grid_intensity.csv"
-SOURCE = "codecarbon 3.3.2 global_energy_mix.json (Our World in Data / Ember), see recommender/data/SOURCES.md"
+SOURCE = "codecarbon 3.3.2 global energy mix (Our World in Data / Ember)"  # details: data/SOURCES.md here
 WORLD_AVERAGE_GCO2_PER_KWH = 475.0  # IEA world average, also codecarbon's fallback
 
 

@@ -27,7 +27,7 @@ GPU_PILOT = {"mobilenetv2_100": {"extract_ips": 15925, "train_ips": 5486, "extra
              "efficientnet_lite0": {"extract_ips": 14423, "train_ips": 5214, "extract_jpi": 0.028,
                                     "train_jpi": 0.082}}
 GPU_PILOT_HARDWARE, GPU_PILOT_RESOLUTION, GPU_TRIAL_OVERHEAD_S = "h200", 224, 5.0
-GPU_PILOT_SOURCE = "H200 pilot measurement, 2026-11-28 (bf16, batch 256; the project's GPU notes)"
+GPU_PILOT_SOURCE = "the H200 pilot measurement of 2026-11-28 (bf16, batch 256)"
 CPU_TRIAL_OVERHEAD_S = 1.0  # building the model for a trial
 DATA_CENTRE_PUE = 1.56  # Uptime Institute Global Data Center Survey 2024 average
 
@@ -82,8 +82,8 @@ class Assumptions:
 ASSUMPTION_SOURCES = {
     "pue": f"empty = 1.0 on a personal machine (no data-centre overhead), {DATA_CENTRE_PUE} in a data centre "
            "(Uptime Institute Global Data Center Survey 2024 average; hyperscalers ~1.1)",
-    "price_usd_per_h": "hardware profile's typical on-demand price (recommender/hardware.py)",
-    "grid_gco2_per_kwh": "region's grid intensity (codecarbon's table, recommender/data/SOURCES.md)",
+    "price_usd_per_h": "the hardware's typical on-demand cloud price (0 for a machine you own)",
+    "grid_gco2_per_kwh": "the region's grid carbon intensity (codecarbon's table: Our World in Data / Ember)",
     "hourly_rate_usd": "assumption: loaded cost of an ML engineer hour; edit for your team",
     "setup_hours_fe": "assumption: wiring a frozen backbone + linear classifier (Tormos et al. 2022 count human "
                       "hours as a cost of each method)",
@@ -144,15 +144,15 @@ class CostModel:
                 key = "cpu_2core" if kind == "cpu" else profile_for_gpu_name(gpu_names.iloc[0]) or "h100"
                 sources = set(measured_on["energy_source"])
                 self.references_[kind] = {
-                    "hardware": key, "rates": rates, "basis": "study runs",
+                    "hardware": key, "rates": rates, "basis": "the study's runs",
                     "resolutions": sorted(int(r) for r in measured_on["resolution"].unique()),
-                    "energy_basis": "NVML counter" if sources == {"nvml"} else
-                    "estimated (CPU power model, no energy counter)"}
+                    "energy_basis": "measured by the GPU's NVML counter" if sources == {"nvml"} else
+                    "estimated (a CPU power model: no energy counter)"}
         if "gpu" not in self.references_:
             pixels = GPU_PILOT_RESOLUTION ** 2
             self.references_["gpu"] = {
                 "hardware": GPU_PILOT_HARDWARE, "basis": GPU_PILOT_SOURCE, "resolutions": [GPU_PILOT_RESOLUTION],
-                "energy_basis": "NVML counter in the H200 pilot, scaled",
+                "energy_basis": "measured by the NVML counter in the H200 pilot, then scaled",
                 "rates": {b: {"extract_pps": r["extract_ips"] * pixels, "extract_jpp": r["extract_jpi"] / pixels,
                               "train_pps": r["train_ips"] * pixels, "train_jpp": r["train_jpi"] / pixels,
                               "warmup_s": 5.0} for b, r in GPU_PILOT.items()}}
@@ -213,12 +213,13 @@ class CostModel:
         price = assumptions.price_usd_per_h if assumptions.price_usd_per_h is not None else target.price_usd_per_h
         time_h = seconds / 3600
         compute_usd = time_h * price
-        same_hardware = reference["hardware"] == hardware_key and reference["basis"] == "study runs"
+        same_hardware = reference["hardware"] == hardware_key and reference["basis"] == "the study's runs"
         same_resolution = resolution in reference["resolutions"]
         if same_hardware and same_resolution:
             basis = "measured"
         else:
-            scaled = ([] if same_hardware else [f"from {ref_hw.name} ({reference['basis']})"]) + \
+            scaled = ([] if same_hardware else [f"from {reference['basis']} on {ref_hw.name} to "
+                                                f"{target.name}"]) + \
                 ([] if same_resolution else [f"from {', '.join(map(str, reference['resolutions']))} px to "
                                              f"{resolution} px by pixel count"])
             basis = "scaled " + " and ".join(scaled)

@@ -67,7 +67,7 @@ def cost_ratios(runs: pd.DataFrame) -> Guideline:
                "energy sources": sources}
     note = " (CPU energy is an estimate from a stated power model)" if "estimated" in sources else ""
     return Guideline("What fine-tuning costs",
-                     f"Fine-tuning (ft_full, all learning-rate trials) took a median {numbers['time ratio median']}× "
+                     f"Fine-tuning all layers (every learning-rate trial) took a median {numbers['time ratio median']}× "
                      f"the wall time and {numbers['energy ratio median']}× the energy of extraction + logistic "
                      f"regression on the same data ({len(both)} matched runs on {', '.join(devices)}){note}.",
                      numbers)

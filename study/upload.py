@@ -121,7 +121,7 @@ def inventory(root: Path) -> Inventory:
                 elif path.is_file():
                     found.skipped_non_image.append(relative)
     if sum(len(v) for v in found.files.values()) > MAX_FILES:
-        raise UploadError(f"more than {MAX_FILES:,} images; the probe needs at most 30 per class")
+        raise UploadError(f"more than {MAX_FILES:,} images; the probe uses at most 60 per class")
     classes = {name: files for name, files in found.files.items() if files}
     if len(classes) < 2:
         raise UploadError(f"found {len(classes)} class folder(s) with images; at least 2 are needed "

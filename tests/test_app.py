@@ -1,4 +1,5 @@
 """The Streamlit app through streamlit.testing.v1.AppTest, on a snapshot of the shipped evidence."""
+import re
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,7 @@ def test_submitting_the_form_shows_recommendation_charts_and_downloads(app):
     assert "Download your report (PDF)" in labels and "Download every option (CSV)" in labels
     assert any(("pass" in m.value or "fail" in m.value) and "Money budget" in m.value for m in at.markdown)
     assert at.query_params["n_classes"] == "6" and at.query_params["hardware"] == "cpu_2core"
+    assert not any(" · " in s.value or "_" in s.value for s in at.subheader)  # named for people, not by id
 
 
 def test_a_shared_link_reproduces_the_recommendation(app):
@@ -164,6 +166,71 @@ def test_the_other_pages_render_with_charts_tables_and_downloads(app):
     assert any("Decision quality" in s.value for s in at.subheader)
 
 
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info])
+
+
+def test_the_image_size_changes_the_compute_cost_and_the_advice_says_where_accuracy_was_measured(app):
+    at = app({"n_classes": "6", "images_per_class": "50", "hardware": "cpu_2core", "image_size_px": "128"})
+    no_crash(at)
+    small = metric(at, "Compute time"), next(c.value for c in at.caption if c.value.startswith("compute $"))
+    assert "Working resolution 128 px" in texts(at) and "Accuracy was measured at 128 px" in texts(at)
+    at.number_input(key="q_image_size_px").set_value(512)
+    at.button(key=SUBMIT).click().run()
+    no_crash(at)
+    large = metric(at, "Compute time"), next(c.value for c in at.caption if c.value.startswith("compute $"))
+    assert large != small, (small, large)
+    assert "Working resolution 224 px" in texts(at) and "your 512 px images downscaled" in texts(at)
+    assert "Accuracy was measured at 128 px" in texts(at) and "by pixel count" in texts(at)
+
+    at.number_input(key="q_working_resolution_px").set_value(448)  # the user's own choice, 4x the pixels
+    at.button(key=SUBMIT).click().run()
+    no_crash(at)
+    assert "Working resolution 448 px" in texts(at) and "your choice" in texts(at)
+    assert at.query_params["working_resolution_px"] == "448"
+
+
+def test_a_broken_budget_names_its_component_and_a_button_changes_the_field_that_fits_it(app):
+    at = app({"n_classes": "20", "images_per_class": "500", "hardware": "t4", "budget_money_usd": "50"})
+    no_crash(at)
+    assert any("fail" in m.value and "broken by labour" in m.value for m in at.markdown), texts(at)
+    header = next(m.value for m in at.markdown if re.search(r"broken by \d+ of \d+ options", m.value))
+    listed = next(m.value for m in at.markdown if m.value.startswith("- ") and "from labour" in m.value)
+    assert listed.count("from labour") == int(re.search(r"broken by (\d+) of", header).group(1))  # every one
+    fix = next(b for b in at.button if b.label.startswith("Set the engineer hourly rate to"))
+    fix.click().run()
+    no_crash(at)
+    assert "a_hourly_rate_usd" in at.query_params
+    assert any("pass" in m.value and "Money budget" in m.value for m in at.markdown), texts(at)
+
+
+def test_without_a_probe_the_advice_says_how_much_one_would_narrow_it(app):
+    at = app({"n_classes": "5", "images_per_class": "3", "hardware": "cpu_laptop"})
+    no_crash(at)
+    assert any("would narrow it to about" in i.value for i in at.info), [i.value for i in at.info]
+
+
+def test_fine_tuning_options_are_named_for_people(app, db):
+    from recommender.advise import Advisor
+    from recommender.evidence import load_tables
+    from recommender.questionnaire import Questionnaire
+    from webapp.ui import TABLES
+
+    query = {"n_classes": "10", "images_per_class": "50", "hardware": "cpu_2core"}
+    advice = Advisor().fit(load_tables(db, tables=TABLES)).advise(Questionnaire.from_query(query))
+    if not advice.options["method"].str.startswith("ft_").any():
+        pytest.skip("the evidence has no fine-tuning runs the advisor uses yet (they arrive over hours)")
+    at = app(query)
+    no_crash(at)
+    at.toggle(key="all_curves").set_value(True).run()
+    shown = texts(at) + " ".join(s.value for s in at.subheader)
+    assert "Fine-tuning — " in shown and not re.search(r"\bft_(full|partial)\b", shown)
+
+
 def _empty_db(path: Path) -> Path:
     import duckdb
 
@@ -191,14 +258,15 @@ def test_probing_a_local_folder_fills_the_form_and_shows_what_changed(app, tmp_p
     at.text_input(key="probe_folder").set_value(str(folder)).run()
     next(b for b in at.button if b.label == "Probe my images").click().run()
     no_crash(at)
-    assert any("Probe accuracy (k=10)" in s.value for s in at.success)
-    measured = at.number_input(key="q_probe_accuracy").value
-    assert 0 < measured <= 1 and at.number_input(key="q_n_classes").value == 3
+    assert any("feature-extraction options" in s.value for s in at.success), [s.value for s in at.success]
+    measured = at.text_input(key="q_probe").value
+    assert measured and "=" in measured and at.number_input(key="q_n_classes").value == 3
     at.button(key=SUBMIT).click().run()
     no_crash(at)
     assert recommendation(at)
     assert any("What your probe changed" in m.value for m in at.markdown)
-    assert at.query_params["probe_accuracy"] == f"{measured:g}"
+    assert at.query_params["probe"] == measured
+    assert not any("would narrow it" in i.value for i in at.info)  # the probe is there
 
 
 def test_probing_a_folder_with_one_class_gives_a_message(app, tmp_path):

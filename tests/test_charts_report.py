@@ -1,17 +1,23 @@
-"""Charts, PDF reports, wording and link parsing, on advice from the real advisor fitted to a snapshot."""
+"""Charts, PDF reports, wording, sources and link parsing, on advice from the real advisor fitted to a snapshot."""
 import io
+import re
 
 import pytest
 from pypdf import PdfReader
 
 from evidence_snapshot import snapshot_db
-from webapp import charts, report
+from webapp import charts, fixes, report
 from recommender.advise import Advisor
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import load_tables
-from webapp.presentation import budget_checks, evidence_summary, format_amount, numbers_table
-from recommender.questionnaire import Questionnaire
-from webapp.ui import TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link
+from recommender.questionnaire import Questionnaire, encode_probe
+from webapp.presentation import (budget_checks, budget_failures, format_amount, numbers_table, options_csv,
+                                 options_table, readable)
+from webapp.provenance import evaluation_summary, evaluation_table, evidence_summary, sources_table
+from webapp.ui import (PUBLIC_URL_ENV, TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link,
+                       share_link)
+
+INTERNAL_ID = re.compile(r"\b(fe|ft)_(linear|fne|full|partial)\b|\b(mobilenetv2_100|efficientnet_lite\d)\b")
 
 
 @pytest.fixture(scope="module")
@@ -20,68 +26,155 @@ def tables(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def advice(tables):
+def advisor(tables):
+    return Advisor().fit(tables)
+
+
+@pytest.fixture(scope="module")
+def advice(advisor):
     answers = Questionnaire(n_classes=5, images_per_class=20, hardware="t4", budget_money_usd=200.0,
                             budget_co2_kg=1e-6)
-    return Advisor().fit(tables).advise(answers, Assumptions())
+    return advisor.advise(answers, Assumptions())
 
 
-def test_charts_mark_the_users_k_the_budget_and_the_pareto_front(advice):
-    curves = charts.learning_curves(advice.curves, 20, charts.fe_vs_ft_options(advice.options, advice.recommended))
-    spec = str(curves.to_dict())
-    assert "your k = 20" in spec
+def test_charts_name_options_mark_your_k_the_budget_and_log_no_infinite_extents(advice):
     shown = charts.fe_vs_ft_options(advice.options, advice.recommended)
+    curves = str(charts.learning_curves(advice.curves, 20, shown).to_dict())
+    assert "your k = 20" in curves and "extrapolated" in curves
     assert shown[0] == advice.recommended and len({charts.family(o.split(" · ")[0]) for o in shown}) == len(shown)
-    cost = str(charts.accuracy_vs_cost(advice.options, "total_usd", 200.0, advice.recommended).to_dict())
-    assert "budget 200" in cost and "Pareto front" in cost and "recommended" in cost
+    cost = charts.accuracy_vs_cost(advice.options, "total_usd", 200.0, advice.recommended).to_dict()
+    text = str(cost)
+    assert "your budget, $200.00" in text and "Pareto front" in text and "recommended" in text
+    assert cost["autosize"]["type"] == "pad"  # Vega's "fit" only works for single and layered views
+    for spec in (curves, text, str(charts.cost_breakdown(advice.options, advice.questionnaire.budgets).to_dict())):
+        assert not INTERNAL_ID.search(spec), INTERNAL_ID.search(spec)
+        assert "mean_budget" not in spec and "mean(budget)" not in spec  # a budget rule has its own finite data
     frame = charts.cost_breakdown_frame(advice.options, advice.questionnaire.budgets)
-    assert set(frame["measure"]) == {"Money (USD)", "Compute time (h)", "Energy (kWh)", "CO₂ (kg)",
-                                     "Human time (h)"}
-    assert frame.loc[frame["measure"] == "CO₂ (kg)", "budget"].eq(1e-6).all()
+    assert set(frame["measure"]) == {"Money", "Compute time", "Energy with PUE", "CO₂", "Human time"}
+    assert frame.loc[frame["measure"] == "CO₂", "budget"].eq(1e-6).all()
+    assert set(frame.loc[frame["measure"] == "Energy with PUE", "component"]) == {"device",
+                                                                               "data-centre overhead (PUE)"}
     assert charts.to_png(charts.cost_breakdown(advice.options)).startswith(b"\x89PNG")
 
 
-def test_budget_checks_agree_with_the_advice(advice):
+def test_time_axes_use_a_unit_people_read():
+    import pandas as pd
+
+    assert charts.time_unit(pd.Series([10 / 3600]))[0] == "s"
+    assert charts.time_unit(pd.Series([0.5]))[0] == "min"
+    assert charts.time_unit(pd.Series([3.0]))[0] == "h"
+
+
+def test_budget_checks_and_failures_name_the_component_and_the_fix(advice):
     checks = budget_checks(advice)
     assert list(checks["name"]) == ["budget_money_usd", "budget_co2_kg"]
-    assert not checks.set_index("name").loc["budget_co2_kg", "passes"]  # a microgram of CO₂ cannot be met
+    co2 = checks.set_index("name").loc["budget_co2_kg"]
+    assert not co2["passes"] and "grid" in co2["component"]  # a microgram of CO₂ cannot be met
+    failures = budget_failures(advice)
+    assert set(failures["option"]) == set(advice.options.loc[~advice.options["feasible"], "option"])
+    assert failures["component"].str.len().gt(0).all() and failures["fix_field"].str.len().gt(0).all()
 
 
-def test_the_personal_report_is_a_multi_page_pdf_naming_the_recommendation(advice, tables):
+def test_a_hint_finds_the_value_that_fits_and_the_advisor_agrees(advisor):
+    advice = advisor.advise(Questionnaire(n_classes=20, images_per_class=500, hardware="t4", budget_money_usd=50.0))
+    hint = next(h for h in fixes.hints(advisor, advice) if h.budget == "budget_money_usd")
+    assert hint.kind == "assumption" and hint.field == "hourly_rate_usd" and 0 < hint.value < 60
+    fixed = advisor.advise(advice.questionnaire, Assumptions(hourly_rate_usd=hint.value))
+    assert "money" not in fixed.recommended_row["violations"]
+    tiny = advisor.advise(Questionnaire(n_classes=5, images_per_class=3, hardware="cpu_laptop", budget_co2_kg=1e-7))
+    region = next(h for h in fixes.hints(advisor, tiny) if h.budget == "budget_co2_kg")
+    assert region.kind == "answer" and region.field == "region" and region.value
+    assert advisor.advise(Questionnaire(n_classes=5, images_per_class=3, hardware="cpu_laptop", budget_co2_kg=1e-7,
+                                        region=region.value)).feasible_exists
+
+
+def test_tables_and_the_csv_name_options_for_people_and_keep_the_id_in_one_column(advice):
+    table = options_table(advice.options)
+    assert not INTERNAL_ID.search(table.to_csv()), INTERNAL_ID.search(table.to_csv())
+    assert {"Pareto front", "Working resolution", "CO₂ (kg)", "Energy with PUE (kWh)"} <= set(table.columns)
+    assert all(" " in column or column[0].isupper() for column in table.columns)  # no snake_case headings
+    csv = options_csv(advice.options)
+    assert list(csv["Option id"]) == list(advice.options["option"])
+    assert not INTERNAL_ID.search(csv.drop(columns="Option id").to_csv())
+    assert not any("_" in column for column in csv.columns)
+
+
+def test_the_personal_report_names_options_failures_resolution_and_every_source(advice, tables, advisor):
+    provenance = sources_table(advisor.costs_.references_, len(tables["runs"]))
     pdf = report.personal_report(advice, report.chart_pngs(advice), evidence_summary(tables), Assumptions(),
-                                 ASSUMPTION_SOURCES, "http://localhost:8501/advisor?n_classes=5")
+                                 ASSUMPTION_SOURCES, "http://eot.example.org/?n_classes=5", provenance)
     reader = PdfReader(io.BytesIO(pdf))
     text = "\n".join(page.extract_text() for page in reader.pages)
+    flat = " ".join(text.split())
     assert len(reader.pages) >= 2
-    assert advice.recommended in text and "CO₂" in text and "estimated" in text
-    assert "FAIL" in text  # the CO₂ budget check
+    assert f"Recommended: {advice.recommended_row['label']}" in flat and not INTERNAL_ID.search(text)
+    assert "CO₂" in text and "estimated" in text and "FAIL" in text  # the CO₂ budget check
+    assert "Every option that breaks a budget" in flat and "What breaks it" in flat
+    assert "Accuracy was measured at" in flat and "Working resolution" in flat
+    assert "Sources" in text and "H200 pilot" in flat and "GPU-NOTES" not in text
+    assert "with PUE" in flat
     assert len(reader.pages[1].images) + len(reader.pages[0].images) >= 1
+    assert not re.search(rb" Tw\b", reader.pages[0].get_contents().get_data())  # left-aligned, not justified
 
 
-def test_the_guidelines_document_carries_every_guideline_and_its_numbers(tables):
+def test_the_guidelines_document_carries_every_guideline_its_numbers_and_the_sources(tables, advisor):
     from recommender.guidelines import derive
 
     guidelines = derive(tables)
-    text = "\n".join(page.extract_text() for page in
-                     PdfReader(io.BytesIO(report.guidelines_document(guidelines, evidence_summary(tables)))).pages)
+    document = report.guidelines_document(guidelines, evidence_summary(tables),
+                                          sources_table(advisor.costs_.references_))
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(document)).pages)
     for guideline in guidelines:
-        assert guideline.title in text
+        assert readable(guideline.title) in text
+    assert "H200 pilot" in " ".join(text.split()) and not INTERNAL_ID.search(text)
     nested = numbers_table({"medical": {"crossover k": None, "gaps": {5: 7.5}}, "runs": 6})
     assert list(nested["number"]) == ["medical / crossover k", "medical / gaps", "runs"]
     assert list(nested["value"]) == ["none", "5: 7.5", "6"]
 
 
-def test_amounts_are_given_in_readable_units():
+def test_sources_name_the_gpu_pilot_while_the_evidence_has_no_gpu_runs(advisor):
+    from recommender.costs import GPU_PILOT_SOURCE
+
+    table = sources_table(advisor.costs_.references_)
+    gpu = table.set_index("What").loc["GPU time and energy", "Source"]
+    if advisor.costs_.references_["gpu"]["basis"] == GPU_PILOT_SOURCE:
+        assert GPU_PILOT_SOURCE in gpu
+    assert table["What"].str.startswith("Hardware profile: ").sum() >= 5
+    assert not table["Source"].str.contains(r"recommender/|\.py\b|GPU-NOTES").any()
+
+
+def test_the_evaluation_reads_with_human_column_names():
+    import pandas as pd
+
+    table = evaluation_table(pd.DataFrame({"dataset": ["elpv"], "recommender_regret": [0.5], "always_ft_regret": [9.0],
+                                           "mae_probe": [3.0], "coverage_questionnaire": [0.8]}))
+    assert list(table.columns) == ["Held-out dataset", "Regret, the recommender (points)",
+                                   "Regret, always fine-tune (points)", "Accuracy error, with the probe (points)",
+                                   "80% interval coverage, questionnaire only"]
+    summary = evaluation_summary({"held_out_datasets": 8, "mean_regret_points": {"recommender": 0.34},
+                                  "probe_informed": {"interval_coverage": 0.831}})
+    assert list(summary["Measure"]) == ["Held-out datasets", "Mean regret (accuracy points below the best): the "
+                                        "recommender", "With the probe: 80% interval coverage"]
+    assert list(summary["Value"]) == ["8", "0.34", "83%"]
+
+
+def test_amounts_are_given_in_one_unit_system_with_times_for_humans():
     assert format_amount("time_h", 10 / 3600) == "10 s"
-    assert format_amount("time_h", 0.5) == "30 min"
-    assert format_amount("energy_kwh", 0.0042) == "4.2 Wh"
-    assert format_amount("co2_kg", 0.25) == "250 g"
+    assert format_amount("time_h", 0.5) == "30.0 min"
+    assert format_amount("time_h", 1e-6) == "< 0.1 s"  # never "0.0 s"
+    assert format_amount("human_hours", 2.0) == "2.0 h"
+    assert format_amount("energy_kwh", 0.0042) == "0.0042 kWh"
+    assert format_amount("energy_kwh_with_pue", 0.0000056) == "0.0000056 kWh"
+    assert format_amount("co2_kg", 0.25) == "0.25 kg"
     assert format_amount("total_usd", 1234.5) == "$1,234.50"
+    assert readable("2.07e-06 kWh, fe_fne · mobilenetv2_100 (recommender/hardware.py)") == \
+        "0.00000207 kWh, Feature extraction — MobileNetV2, Full-Network Embedding + linear SVM"
 
 
 def test_a_link_round_trips_answers_and_edited_assumptions_and_names_bad_values():
+    probe = encode_probe({("fe_linear", "mobilenetv2_100"): {2: 0.4, 5: 0.61}})
     answers = Questionnaire(n_classes=7, images_per_class=3, hardware="l4", budget_energy_kwh=0.5,
-                            probe_accuracy=0.61)
+                            working_resolution_px=160, probe=probe)
     edited = Assumptions(pue=1.2, ft_trials=4)
     query = {**answers.to_query(), **assumptions_to_query(edited)}
     assert questionnaire_from_link(query) == (answers, [])
@@ -92,3 +185,13 @@ def test_a_link_round_trips_answers_and_edited_assumptions_and_names_bad_values(
     assert parsed == Questionnaire(n_classes=7) and len(messages) == 2
     parsed, messages = assumptions_from_link({"a_pue": "0.3", "a_ft_trials": "2.5", "a_hourly_rate_usd": "80"})
     assert parsed == Assumptions(hourly_rate_usd=80.0) and len(messages) == 2
+
+
+def test_a_shared_link_uses_the_public_address_with_a_path(monkeypatch):
+    answers = Questionnaire(n_classes=7)
+    monkeypatch.delenv(PUBLIC_URL_ENV, raising=False)
+    assert share_link(answers, Assumptions(), seen="http://localhost:8599").startswith("http://localhost:8599/?")
+    assert share_link(answers, Assumptions(), seen="").startswith("/?n_classes=7")
+    monkeypatch.setenv(PUBLIC_URL_ENV, "https://eot.example.org/tools/eot")
+    link = share_link(answers, Assumptions(), seen="http://localhost:8599")
+    assert link.startswith("https://eot.example.org/tools/eot/?n_classes=7&")

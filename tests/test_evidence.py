@@ -1,10 +1,15 @@
 """Sanity checks on the shipped evidence (data/study.duckdb): if these fail, the evidence is wrong."""
+import json
+import math
+
 import duckdb
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from study.evidence import matched_cost_ratios, render
+from study.evidence import crossovers, matched_cost_ratios, render
+from study.grid_file import evidence_grids
+from study.spec import FinetuneConfig
 from study.store import DEFAULT_DB
 
 PROVENANCE = ["run_id", "grid", "dataset", "backbone", "method", "k_label", "seed", "resolution", "accuracy",
@@ -54,7 +59,7 @@ def test_pretrained_features_beat_random_init(runs):
 
 
 def test_fine_tuning_costs_more_time_and_energy_than_extraction(runs):
-    both = matched_cost_ratios(runs)
+    both = matched_cost_ratios(runs[runs["grid"].isin(evidence_grids())])
     assert len(both) >= 6
     time_ratio, energy_ratio = both["time_ratio"], both["energy_ratio"]
     assert time_ratio.median() > 2 and energy_ratio.median() > 2
@@ -75,3 +80,49 @@ def test_every_fine_tuning_run_stores_its_trials_and_one_selected():
                                 WHERE r.method LIKE 'ft_%' GROUP BY ALL""").df()
     assert not counts.empty
     assert (counts["stored"] == counts["n_trials"]).all() and (counts["chosen"] == 1).all()
+
+
+def _finetune_config(spec_json: str) -> FinetuneConfig:
+    settings = json.loads(spec_json)["finetune"]
+    return FinetuneConfig(**{**settings, "learning_rates": tuple(settings["learning_rates"])})
+
+
+def test_no_fine_tuning_run_is_cut_below_its_recipes_epoch_budget():
+    """Every trial of every fine-tuning run trained its recipe's whole epoch budget: no step cap, no early stop."""
+    with duckdb.connect(str(DEFAULT_DB), read_only=True) as con:
+        trials = con.execute("""SELECT r.run_id, r.recipe, r.spec, r.n_train, t.steps_planned, t.steps_run,
+                                       t.epochs_planned
+                                FROM runs r JOIN trials t USING (run_id) WHERE r.method LIKE 'ft_%'""").df()
+    assert not trials.empty and trials["recipe"].notna().all()
+    for row in trials.itertuples():
+        config = _finetune_config(row.spec)
+        assert config.recipe_id == row.recipe
+        epoch_budget = math.ceil(config.epochs_for(row.n_train) * row.n_train / config.batch_size)
+        assert row.steps_planned >= epoch_budget and row.steps_run == row.steps_planned, row.run_id
+        assert row.epochs_planned >= config.epochs_for(row.n_train) - 1e-9
+
+
+def test_every_fine_tuning_trial_has_its_validation_curve():
+    with duckdb.connect(str(DEFAULT_DB), read_only=True) as con:
+        curves = con.execute("""SELECT t.run_id, t.trial_index, count(c.check_index) AS checks,
+                                       max(c.step) AS last_step, any_value(t.steps_run) AS steps_run,
+                                       any_value(r.spec) AS spec
+                                FROM trials t JOIN runs r USING (run_id)
+                                LEFT JOIN trial_curves c USING (run_id, trial_index)
+                                WHERE r.recipe IS NOT NULL GROUP BY ALL""").df()
+    assert not curves.empty
+    for row in curves.itertuples():
+        assert row.checks >= min(_finetune_config(row.spec).evaluations, row.steps_run) - 1, row.run_id
+        assert row.last_step == row.steps_run
+
+
+def test_the_fine_tuning_gap_at_the_largest_k_is_reported_for_each_dataset(runs):
+    evidence = runs[runs["grid"].isin(evidence_grids())]
+    gaps = crossovers(evidence)
+    with_ft = set(evidence.loc[evidence["method"].str.startswith("ft_"), "dataset"])
+    assert with_ft and set(gaps["dataset"]) == with_ft
+    assert gaps["points_at_largest_k"].notna().all() and gaps["crossover_k"].notna().all()
+    assert (gaps["time_multiple_at_largest_k"] > 1).all()  # fine-tuning is the dearer option everywhere
+    text = render(DEFAULT_DB)
+    assert "## When fine-tuning overtakes extraction" in text
+    assert all(f"| {dataset} |" in text for dataset in with_ft)

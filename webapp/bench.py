@@ -25,7 +25,8 @@ from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import DEFAULT_DB, load_tables
 from recommender.guidelines import derive
 from recommender.hardware import HARDWARE
-from webapp.presentation import budget_checks, evidence_summary, options_table
+from webapp.presentation import budget_checks, options_table
+from webapp.provenance import evidence_summary
 from recommender.questionnaire import DOMAINS, Questionnaire
 from webapp.ui import TABLES
 

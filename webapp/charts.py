@@ -1,4 +1,9 @@
-"""Altair charts for the app and the PDF reports: plain DataFrames in, charts out (PNG via vl-convert)."""
+"""Altair charts for the app and the PDF reports: plain DataFrames in, charts out (PNG via vl-convert).
+
+Options are named as people read them (``study.labels``); titles are anchored left and short enough to fit, with
+what would otherwise be an overlapping label (your k, your budget) said in the subtitle; every layer has its own
+finite data, so Vega logs no warnings.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,11 +12,17 @@ import altair as alt
 import pandas as pd
 
 from recommender.advise import BUDGET_COLUMNS
-from webapp.presentation import COSTS, cost_label, family
+from study.labels import family_label, short_option_label
+from webapp.presentation import COSTS, cost_label, family, format_amount, readable
 
-FAMILY_COLOURS = {"feature extraction": "#1f77b4", "fine-tuning": "#d62728"}
+FAMILY_COLOURS = {"Feature extraction": "#1f77b4", "Fine-tuning": "#d62728"}
+FAMILY_SCALE = alt.Scale(domain=list(FAMILY_COLOURS), range=list(FAMILY_COLOURS.values()))
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 VEGALITE_VERSION = "6.4"  # the Vega-Lite that altair 6.3 writes; vl-convert must render the same
+WITHIN, BEYOND = "within the measured k", "extrapolated (beyond the measured k)"
+# Compound charts keep their own size (Vega's "fit" works for single and layered views only).
+COMPOUND_AUTOSIZE = alt.AutoSizeParams(type="pad", contains="padding")
+TIME_UNITS = (("s", 1 / 3600), ("min", 1 / 60), ("h", 1.0))
 
 
 def fe_vs_ft_options(options: pd.DataFrame, recommended: str) -> list[str]:
@@ -26,138 +37,250 @@ def fe_vs_ft_options(options: pd.DataFrame, recommended: str) -> list[str]:
     return picks
 
 
-def _tooltips(*fields: str) -> list[alt.Tooltip]:
-    """Tooltip channels; explicit channel objects (not shorthand strings) keep chart building fast."""
-    return [alt.Tooltip(field) for field in fields]
+def _names(frame: pd.DataFrame) -> list[str]:
+    return [short_option_label(m, b) for m, b in zip(frame["method"], frame["backbone"])]
+
+
+def _title(text: str, *subtitle: str) -> alt.TitleParams:
+    return alt.TitleParams(text, subtitle=list(subtitle) or alt.Undefined, anchor="start", fontSize=14,
+                           subtitleColor="#444", subtitleFontSize=11)
+
+
+def time_unit(hours: pd.Series) -> tuple[str, float]:
+    """The unit a person reads a set of durations in (s, min, h) and hours per unit."""
+    largest = float(hours.max()) if len(hours) else 0.0
+    for unit, per in TIME_UNITS:
+        if largest < 90 * per or unit == "h":
+            return unit, per
+    return "h", 1.0
+
+
+def _segments(data: pd.DataFrame) -> pd.DataFrame:
+    """Each option's curve cut where it leaves the measured range: a solid part and a dashed (extrapolated)
+    part, joined at the last point of the previous part."""
+    parts = []
+    for option, group in data.groupby("name", sort=False):
+        group = group.sort_values("images_per_class")
+        flags = group["extrapolated"].astype(bool).tolist()
+        start = 0
+        for index in range(1, len(group) + 1):
+            if index == len(group) or flags[index] != flags[start]:
+                rows = group.iloc[max(0, start - 1) if flags[start] else start:index]
+                parts.append(rows.assign(segment=f"{option}|{start}", kind=BEYOND if flags[start] else WITHIN))
+                start = index
+    return pd.concat(parts, ignore_index=True) if parts else data.assign(segment="", kind=WITHIN)
 
 
 def learning_curves(curves: pd.DataFrame, images_per_class: int, options: list[str] | None = None) -> alt.Chart:
-    """Predicted accuracy against images per class, 80% interval as a band, the user's k as a rule."""
+    """Predicted accuracy against images per class: the 80% interval as a band and as a bar at your k, the median
+    as a line (dashed where extrapolated), your k as a grey rule."""
     data = curves if options is None else curves[curves["option"].isin(options)]
-    data = data.assign(family=data["method"].map(family))
+    data = data.assign(name=_names(data), family=data["method"].map(family_label))
+    columns = ["name", "family", "images_per_class", "acc_low", "acc_median", "acc_high", "extrapolated"]
+    data = data[columns]
     x = alt.X("images_per_class:Q", scale=alt.Scale(type="log"), title="Images per class (k)")
-    colour = alt.Color("option:N", title="Option", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400))
-    band = alt.Chart().mark_area(opacity=0.15).encode(
-        x=x, y=alt.Y("acc_low:Q", title="Test accuracy", axis=alt.Axis(format="%")), y2=alt.Y2("acc_high:Q"),
-        color=colour)
-    line = alt.Chart().mark_line(strokeWidth=2.5).encode(
-        x=x, y=alt.Y("acc_median:Q"), color=colour, strokeDash=alt.StrokeDash("family:N", title="Family"),
-        tooltip=[*_tooltips("option:N", "images_per_class:Q"), alt.Tooltip("acc_low:Q", format=".1%"),
-                 alt.Tooltip("acc_median:Q", format=".1%"), alt.Tooltip("acc_high:Q", format=".1%")])
-    marker = _vertical_rule(images_per_class, f"your k = {images_per_class:,}", "black", [4, 3])
-    return alt.layer(band, line, *marker, data=data).properties(title="Learning curves (80% interval)", width=520,
-                                                                height=320)
+    colour = alt.Color("name:N", title="Option", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400,
+                                                                   symbolType="stroke", symbolOpacity=1,
+                                                                   symbolStrokeWidth=3))
+    tooltip = [alt.Tooltip("name:N", title="option"), alt.Tooltip("images_per_class:Q", title="k"),
+               alt.Tooltip("acc_median:Q", title="median", format=".1%"),
+               alt.Tooltip("acc_low:Q", title="80% low", format=".1%"),
+               alt.Tooltip("acc_high:Q", title="80% high", format=".1%")]
+    band = alt.Chart(data).mark_area(opacity=0.13).encode(
+        x=x, y=alt.Y("acc_low:Q", title="Predicted test accuracy", axis=alt.Axis(format="%")),
+        y2=alt.Y2("acc_high:Q"), color=colour)
+    line = alt.Chart(_segments(data)).mark_line(strokeWidth=2.5).encode(
+        x=x, y=alt.Y("acc_median:Q"), color=colour, detail=alt.Detail("segment:N"),
+        strokeDash=alt.StrokeDash("kind:N", title="Curve", scale=alt.Scale(domain=[WITHIN, BEYOND],
+                                                                            range=[[1, 0], [6, 4]]),
+                                  legend=alt.Legend(orient="bottom", columns=1, labelLimit=400, symbolType="stroke",
+                                                    symbolSize=500, symbolStrokeWidth=2.5)),
+        tooltip=tooltip)
+    at_k = data[data["images_per_class"] == images_per_class]
+    ticks = alt.Chart(at_k).mark_point(filled=True, size=60, opacity=1).encode(x=x, y=alt.Y("acc_median:Q"),
+                                                                               color=colour, tooltip=tooltip)
+    your_k = alt.Chart(alt.Data(values=[{"k": images_per_class}])).mark_rule(
+        color="#555", strokeDash=[2, 3], strokeWidth=1.5).encode(x=alt.X("k:Q"))
+    return alt.layer(band, your_k, line, ticks).properties(
+        title=_title("Predicted accuracy by images per class",
+                     f"Grey dotted line: your k = {images_per_class:,}. Shaded: each option's 80% interval.",
+                     "Dashed: extrapolated beyond the k the study measured."),
+        width=620, height=300)
 
 
-def _vertical_rule(x: float, label: str, colour: str, dash: list[int]) -> list[alt.Chart]:
-    """A labelled vertical line at a data value; its own one-row data, so it is drawn once."""
-    one_row = alt.Data(values=[{}])
-    rule = alt.Chart(one_row).mark_rule(color=colour, strokeDash=dash, strokeWidth=2).encode(x=alt.XDatum(x))
-    text = alt.Chart(one_row).mark_text(color=colour, align="left", dx=4, dy=4, baseline="top").encode(
-        x=alt.XDatum(x), y=alt.YValue(0), text=alt.TextValue(label))
-    return [rule, text]
+def _cost_values(options: pd.DataFrame, column: str) -> tuple[pd.Series, str]:
+    """The column in the unit its axis shows, and the axis title."""
+    if column in ("time_h", "human_hours"):
+        unit, per = time_unit(options[column])
+        return options[column] / per, f"{COSTS[column][0]} ({unit})"
+    return options[column], cost_label(column)
 
 
 def accuracy_vs_cost(options: pd.DataFrame, cost_column: str = "total_usd", budget: float | None = None,
                      recommended: str | None = None) -> alt.Chart:
-    """Every option's accuracy interval against one cost; the Pareto front drawn and the budget as a red rule."""
+    """A dot plot, one row per option (so options with equal costs stay apart): the predicted accuracy with its
+    80% interval, and the chosen cost with your budget as a red rule. Faded options are off the Pareto front of
+    accuracy vs money; a cross marks an option that breaks a budget; the recommended option is in bold."""
+    values, axis_title = _cost_values(options, cost_column)
     data = options.assign(
-        family=options["method"].map(family),
-        front=options["pareto"].map({True: "Pareto front", False: "dominated"}),
+        name=_names(options), family=options["method"].map(family_label), cost=values,
+        cost_text=[format_amount(cost_column, v) for v in options[cost_column]],
+        front=options["pareto"].map({True: "on the Pareto front", False: "dominated"}),
         status=options["feasible"].map({True: "within budgets", False: "breaks a budget"}),
-        violated=options["violations"].map(lambda names: ", ".join(names) if len(names) else "none"))
-    data = data[["option", "method", "backbone", "acc_low", "acc_median", "acc_high", *COSTS, "cost_basis",
-                 "family", "front", "status", "violated", "pareto"]]
-    positive = data[cost_column][data[cost_column] > 0]
+        broken=options["violations"].map(lambda names: ", ".join(names) if len(names) else "none"),
+        basis=options["cost_basis"].map(readable))
+    chosen = data.loc[data["option"] == recommended, "name"]
+    data = data[["name", "family", "acc_low", "acc_median", "acc_high", "cost", "cost_text", "front", "status",
+                 "broken", "basis"]]  # names only: the study's ids stay out of the chart
+    order = data.sort_values("acc_median", ascending=False)["name"].tolist()
+    bold = alt.expr(f"datum.value == {chosen.iloc[0]!r} ? 'bold' : 'normal'") if len(chosen) else "normal"
+    y = alt.Y("name:N", sort=order, title=None, axis=alt.Axis(labelLimit=260, labelFontWeight=bold))
+    colour = alt.Color("family:N", title="Family", scale=FAMILY_SCALE, legend=alt.Legend(orient="bottom"))
+    opacity = alt.Opacity("front:O", scale=alt.Scale(domain=["on the Pareto front", "dominated"], range=[1.0, 0.35]),
+                          legend=None)
+    tooltip = [alt.Tooltip("name:N", title="option"), alt.Tooltip("acc_median:Q", title="median", format=".1%"),
+               alt.Tooltip("acc_low:Q", title="80% low", format=".1%"),
+               alt.Tooltip("acc_high:Q", title="80% high", format=".1%"),
+               alt.Tooltip("cost_text:N", title=COSTS[cost_column][0]), alt.Tooltip("front:N", title="Pareto"),
+               alt.Tooltip("broken:N", title="budgets broken"), alt.Tooltip("basis:N", title="cost basis")]
+    base = alt.Chart()  # the data once, at the top
+    accuracy = alt.layer(
+        base.mark_rule(strokeWidth=3).encode(x=alt.X("acc_low:Q", title="Predicted accuracy (80% interval)",
+                                                     scale=alt.Scale(domain=[0, 1]),
+                                                     axis=alt.Axis(format="%", values=[0, 0.25, 0.5, 0.75, 1])),
+                                             x2=alt.X2("acc_high:Q"), y=y, color=colour, opacity=opacity,
+                                             tooltip=tooltip),
+        base.mark_point(filled=True, size=90).encode(x="acc_median:Q", y=y, color=colour, opacity=opacity,
+                                                     tooltip=tooltip),
+    ).properties(width=300, height=alt.Step(30))
+    positive = data["cost"][data["cost"] > 0]
     log_scale = len(positive) == len(data) and positive.max() / positive.min() > 20
-    x = alt.X(f"{cost_column}:Q", title=cost_label(cost_column),
-              scale=alt.Scale(type="log") if log_scale else alt.Scale(zero=True))
-    y = alt.Y("acc_median:Q")
-    tooltip = [*_tooltips("option:N", "method:N", "backbone:N"), alt.Tooltip("acc_low:Q", format=".1%"),
-               alt.Tooltip("acc_median:Q", format=".1%"), alt.Tooltip("acc_high:Q", format=".1%"),
-               *[alt.Tooltip(f"{column}:Q", title=cost_label(column), format=".3g") for column in COSTS],
-               alt.Tooltip("cost_basis:N"), alt.Tooltip("violated:N", title="breaks budgets")]
-    family_colour = alt.Color("family:N", title="Family",
-                              scale=alt.Scale(domain=list(FAMILY_COLOURS), range=list(FAMILY_COLOURS.values())))
-    bars = alt.Chart().mark_rule(strokeWidth=2, opacity=0.6).encode(
-        x=x, y=alt.Y("acc_low:Q", title="Predicted test accuracy", axis=alt.Axis(format="%")),
-        y2=alt.Y2("acc_high:Q"), color=family_colour)
-    points = alt.Chart().mark_point(size=110, filled=True).encode(
-        x=x, y=y, color=family_colour,
-        shape=alt.Shape("status:N", title="Budgets",
+    x_cost = alt.X("cost:Q", title=axis_title, scale=alt.Scale(type="log") if log_scale else alt.Scale(zero=True))
+    cost_layers = [base.mark_point(filled=True, size=90).encode(
+        x=x_cost, y=alt.Y("name:N", sort=order, axis=None), color=colour, opacity=opacity,
+        shape=alt.Shape("status:N", legend=None,
                         scale=alt.Scale(domain=["within budgets", "breaks a budget"], range=["circle", "cross"])),
-        opacity=alt.Opacity("front:N", title="", scale=alt.Scale(domain=["Pareto front", "dominated"],
-                                                                range=[1.0, 0.35])),
-        tooltip=tooltip)
-    front = alt.Chart().transform_filter(alt.FieldEqualPredicate(field="pareto", equal=True)).mark_line(
-        color="black", strokeWidth=1.5, interpolate="step-after").encode(x=x, y=y, order=alt.Order(f"{cost_column}:Q"))
-    layers = [bars, front, points]
-    if recommended is not None:
-        chosen = alt.Chart().transform_filter(alt.FieldEqualPredicate(field="option", equal=recommended))
-        layers.append(chosen.mark_point(size=420, color="black", strokeWidth=2).encode(x=x, y=y))
-        layers.append(chosen.mark_text(dy=-16, fontWeight="bold").encode(x=x, y=y, text=alt.TextValue("recommended")))
+        tooltip=tooltip)]
+    subtitle = ["Bold: recommended. Faded: off the Pareto front of accuracy vs money.",
+                "A cross: the option breaks one of your budgets."]
     if budget is not None:
-        layers += _vertical_rule(budget, f"budget {budget:g}", "red", [6, 3])
-    front_of = "" if cost_column == "total_usd" else " of accuracy vs money"
-    return alt.layer(*layers, data=data).properties(
-        title=f"Accuracy vs {COSTS[cost_column][0].lower()} (Pareto front{front_of} in black)", width=520, height=320)
+        shown_budget = budget / time_unit(options[cost_column])[1] if cost_column in ("time_h", "human_hours") \
+            else budget
+        cost_layers.append(alt.Chart(alt.Data(values=[{"budget": shown_budget}])).mark_rule(
+            color="red", strokeDash=[6, 3], strokeWidth=2).encode(x=alt.X("budget:Q")))
+        subtitle.append(f"Red line: your budget, {format_amount(cost_column, budget)}.")
+    cost = alt.layer(*cost_layers).properties(width=280, height=alt.Step(30))
+    return alt.hconcat(accuracy, cost, spacing=14, data=data).properties(
+        autosize=COMPOUND_AUTOSIZE, title=_title(f"Accuracy and {_lower(COSTS[cost_column][0])} per option",
+                                                 *subtitle))
+
+
+def _lower(label: str) -> str:
+    """'Money' -> 'money', but 'CO₂' stays."""
+    return label if label[1:2].isupper() else label[0].lower() + label[1:]
 
 
 def cost_breakdown_frame(options: pd.DataFrame, budgets: dict[str, float] | None = None) -> pd.DataFrame:
-    """Long table (option, measure, component, value, budget) of every option's costs: time, energy, CO₂,
-    money split into compute and labour, and human hours."""
+    """Long table (option, name, measure, column, component, value, budget) of every option's costs: money split
+    into compute and labour, compute time, energy split into the device and the data-centre overhead (PUE), CO₂
+    and human time. Values in the column's own unit (hours, kWh, kg, USD)."""
     budgets = budgets or {}
     by_column = {BUDGET_COLUMNS[name]: value for name, value in budgets.items() if name in BUDGET_COLUMNS}
     rows = []
-    for option in options.itertuples(index=False):
-        parts = [("time_h", "compute", option.time_h), ("energy_kwh", "energy", option.energy_kwh),
-                 ("co2_kg", "CO₂", option.co2_kg), ("total_usd", "compute", option.compute_usd),
-                 ("total_usd", "labour", option.total_usd - option.compute_usd),
-                 ("human_hours", "labour", option.human_hours)]
+    for option, name in zip(options.itertuples(index=False), _names(options)):
+        parts = [("total_usd", "compute", option.compute_usd), ("total_usd", "labour", option.human_usd),
+                 ("time_h", "compute", option.time_h),
+                 ("energy_kwh_with_pue", "device", option.energy_kwh),
+                 ("energy_kwh_with_pue", "data-centre overhead (PUE)", option.energy_kwh_with_pue - option.energy_kwh),
+                 ("co2_kg", "CO₂", option.co2_kg), ("human_hours", "labour", option.human_hours)]
         for column, component, value in parts:
-            rows.append({"option": option.option, "measure": cost_label(column), "component": component,
-                         "value": float(value), "budget": by_column.get(column)})
+            rows.append({"option": option.option, "name": name, "measure": COSTS[column][0], "column": column,
+                         "component": component, "value": float(value), "budget": by_column.get(column)})
     return pd.DataFrame(rows)
 
 
+MEASURE_ORDER = ("total_usd", "time_h", "energy_kwh_with_pue", "co2_kg", "human_hours")
+COMPONENT_COLOURS = {"compute": "#4c78a8", "labour": "#f58518", "device": "#54a24b",
+                     "data-centre overhead (PUE)": "#b7dfa9", "CO₂": "#7f7f7f"}
+
+
 def cost_breakdown(options: pd.DataFrame, budgets: dict[str, float] | None = None) -> alt.Chart:
-    """One small bar chart per cost measure (own scale each), money stacked into compute and labour."""
-    data = cost_breakdown_frame(options, budgets)
+    """One small bar chart per cost (own scale and unit each, named above it), money stacked into compute and
+    labour, energy into the device and the data-centre overhead; a red rule where you set a budget. One dataset
+    and one faceted spec (quick to serialise); panels without a budget draw an invisible rule at 0, so every
+    extent is finite."""
+    frame = cost_breakdown_frame(options, budgets)
+    order = _names(options.sort_values("acc_median", ascending=False))
+    parts = []
+    for column in MEASURE_ORDER:
+        part = frame[frame["column"] == column].copy()
+        per, panel = 1.0, cost_label(column)
+        if column in ("time_h", "human_hours"):
+            unit, per = time_unit(part.groupby("option")["value"].sum())
+            panel = f"{COSTS[column][0]} ({unit})"
+        part["panel"] = panel
+        part["shown"] = part["value"] / per
+        part["limit"] = (part["budget"] / per).fillna(0.0)
+        part["has_budget"] = part["budget"].notna().astype(int)
+        part["amount"] = [format_amount("energy_kwh" if c == "energy_kwh_with_pue" else c, v)
+                          for c, v in zip(part["column"], part["value"])]
+        parts.append(part)
+    data = pd.concat(parts, ignore_index=True)[["panel", "name", "component", "shown", "limit", "has_budget",
+                                                "amount"]]  # names only: the study's ids stay out of the chart
+    colour = alt.Color("component:N", title="Component", legend=alt.Legend(orient="bottom"),
+                       scale=alt.Scale(domain=list(COMPONENT_COLOURS), range=list(COMPONENT_COLOURS.values())))
+    x_axis = alt.Axis(tickCount=4, format=",~r", labelOverlap="greedy")
     bars = alt.Chart().mark_bar().encode(
-        x=alt.X("sum(value):Q", title=None), y=alt.Y("option:N", title=None, axis=alt.Axis(labelLimit=260)),
-        color=alt.Color("component:N", title="Component"),
-        tooltip=[*_tooltips("option:N", "component:N"), alt.Tooltip("value:Q", format=".3g")])
-    rule = alt.Chart().mark_rule(color="red", strokeDash=[6, 3], strokeWidth=2).encode(x=alt.X("mean(budget):Q"))
-    return alt.layer(bars, rule, data=data).properties(width=240, height=alt.Step(18)).facet(
-        facet=alt.Facet("measure:N", title=None, sort=[cost_label(c) for c in
-                                                        ("total_usd", "time_h", "energy_kwh", "co2_kg",
-                                                         "human_hours")]),
-        columns=2).resolve_scale(x="independent").properties(title="Cost breakdown (budget in red)")
+        x=alt.X("sum(shown):Q", title=None, axis=x_axis),
+        y=alt.Y("name:N", sort=order, title=None, axis=alt.Axis(labelLimit=230)), color=colour,
+        tooltip=[alt.Tooltip("name:N", title="option"), alt.Tooltip("component:N"),
+                 alt.Tooltip("amount:N", title="amount")])
+    rule = alt.Chart().transform_aggregate(limit="max(limit)", has_budget="max(has_budget)").mark_rule(
+        color="red", strokeDash=[6, 3], strokeWidth=2).encode(
+        x=alt.X("limit:Q"), opacity=alt.condition("datum.has_budget > 0", alt.value(1.0), alt.value(0.0)))
+    panels = list(dict.fromkeys(data["panel"]))
+    return alt.layer(bars, rule, data=data).properties(width=230, height=alt.Step(18)).facet(
+        facet=alt.Facet("panel:N", title=None, sort=panels, header=alt.Header(labelFontWeight="bold",
+                                                                             labelFontSize=12)),
+        columns=2, spacing=alt.RowColnumber(row=16, column=28)).resolve_scale(x="independent").properties(
+        title=_title("What each option costs", "Red dashed line: your budget, where you set one."))
 
 
 def evidence_accuracy_by_k(runs: pd.DataFrame) -> alt.Chart:
     """Measured accuracy against k per dataset: seed mean as a line, each run as a dot."""
-    data = runs[["dataset", "backbone", "method", "images_per_class", "accuracy", "seed"]]
+    data = runs[["dataset", "backbone", "method", "images_per_class", "accuracy", "seed"]].assign(
+        method_name=[family_label(m) + ", " + short_option_label(m, b).split(" · ")[-1]
+                     for m, b in zip(runs["method"], runs["backbone"])],
+        backbone_name=[short_option_label(m, b).split(" · ")[1] for m, b in zip(runs["method"], runs["backbone"])])
+    data = data.drop(columns=["method", "backbone"])
     x = alt.X("images_per_class:Q", scale=alt.Scale(type="log"), title="Images per class (k)")
     y = alt.Y("accuracy:Q", axis=alt.Axis(format="%"), title="Test accuracy")
-    colour = alt.Color("method:N", title="Method")
-    dots = alt.Chart().mark_circle(opacity=0.35, size=25).encode(x=x, y=y, color=colour,
-                                                                  tooltip=_tooltips(*data.columns))
+    colour = alt.Color("method_name:N", title="Method", legend=alt.Legend(orient="bottom", labelLimit=300))
+    tooltip = [alt.Tooltip("dataset:N"), alt.Tooltip("method_name:N", title="method"),
+               alt.Tooltip("backbone_name:N", title="backbone"), alt.Tooltip("images_per_class:Q", title="k"),
+               alt.Tooltip("accuracy:Q", format=".1%"), alt.Tooltip("seed:Q")]
+    dots = alt.Chart().mark_circle(opacity=0.35, size=25).encode(x=x, y=y, color=colour, tooltip=tooltip)
     lines = alt.Chart().mark_line().encode(x=x, y=alt.Y("mean(accuracy):Q"), color=colour,
-                                           strokeDash=alt.StrokeDash("backbone:N", title="Backbone"))
+                                           strokeDash=alt.StrokeDash("backbone_name:N", title="Backbone",
+                                                                     legend=alt.Legend(orient="bottom")))
     return alt.layer(dots, lines, data=data).properties(width=260, height=200).facet(
-        facet=alt.Facet("dataset:N", title=None), columns=3).properties(title="Measured accuracy by k")
+        facet=alt.Facet("dataset:N", title=None), columns=3).properties(title=_title("Measured accuracy by k"))
 
 
 def evidence_accuracy_vs_time(runs: pd.DataFrame) -> alt.Chart:
     """Every run's accuracy against its wall time: what extra accuracy costs in the evidence."""
-    data = runs[["dataset", "backbone", "method", "images_per_class", "accuracy", "total_s", "energy_j"]]
-    data = data[data["total_s"] > 0]
+    data = runs[["dataset", "method", "images_per_class", "accuracy", "total_s"]]
+    data = data[data["total_s"] > 0].assign(method_name=lambda d: d["method"].map(
+        lambda m: family_label(m) + ", " + short_option_label(m, "").split(" · ")[-1])).drop(columns="method")
     return alt.Chart(data).mark_point(filled=True, opacity=0.6).encode(
         x=alt.X("total_s:Q", scale=alt.Scale(type="log"), title="Wall time per run (s)"),
         y=alt.Y("accuracy:Q", axis=alt.Axis(format="%"), title="Test accuracy"),
-        color=alt.Color("method:N", title="Method"), shape=alt.Shape("dataset:N", title="Dataset"),
-        tooltip=_tooltips(*data.columns)).properties(title="Accuracy vs wall time, every run", width=520, height=300)
+        color=alt.Color("method_name:N", title="Method", legend=alt.Legend(orient="bottom")),
+        shape=alt.Shape("dataset:N", title="Dataset", legend=alt.Legend(orient="bottom", columns=3)),
+        tooltip=[alt.Tooltip("dataset:N"), alt.Tooltip("method_name:N", title="method"),
+                 alt.Tooltip("images_per_class:Q", title="k"), alt.Tooltip("accuracy:Q", format=".1%"),
+                 alt.Tooltip("total_s:Q", title="seconds", format=".3g")]).properties(
+        title=_title("Accuracy vs wall time, every run"), width=520, height=300)
 
 
 _fonts_registered = False

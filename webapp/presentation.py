@@ -1,40 +1,54 @@
-"""How answers, advice and evidence are worded and tabulated for people; shared by the app pages and the PDFs."""
+"""How answers and advice are worded and tabulated for people; shared by the app pages and the PDFs.
+
+People never read the study's ids (``fe_fne · mobilenetv2_100``): options are named with ``study.labels`` (the
+advice's ``label`` column); the id survives only in the CSV's "Option id" column. One unit system, stated once in
+each heading: money in USD, energy in kWh (device only, and with the data centre's PUE, both labelled), CO₂ in kg
+(as the budget is asked), times for humans (s, min, h).
+"""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, fields
 
 import pandas as pd
 
 from recommender.carbon import REGIONS
 from recommender.hardware import HARDWARE
-from study.labels import probed_option_label
+from study.labels import (BACKBONE_NAMES, METHOD_NAMES, backbone_label, family_label, format_duration, head_label,
+                          option_label, probed_option_label)
 
-# What each cost column is: column -> (label, unit).
+# What each cost column is: column -> (label, unit). Times carry no unit here: they are written for humans.
 COSTS = {
     "total_usd": ("Money", "USD"),
     "compute_usd": ("Compute money", "USD"),
-    "time_h": ("Compute time", "h"),
-    "energy_kwh": ("Energy", "kWh"),
+    "time_h": ("Compute time", None),
+    "energy_kwh": ("Energy, device only", "kWh"),
+    "energy_kwh_with_pue": ("Energy with PUE", "kWh"),
     "co2_kg": ("CO₂", "kg"),
-    "human_hours": ("Human time", "h"),
+    "human_hours": ("Human time", None),
 }
+MONEY_COLUMNS = ("total_usd", "compute_usd", "human_usd")
+TIME_COLUMNS = ("time_h", "human_hours")
 QUESTION_LABELS = {
     "n_classes": "Classes",
     "images_per_class": "Labelled images per class",
     "domain": "Image domain",
     "image_size_px": "Typical image size (shorter side, px)",
+    "working_resolution_px": "Working resolution (px)",
     "colour": "Colour images",
     "hardware": "Hardware",
     "region": "Electricity grid region",
     "budget_money_usd": "Money budget (USD, compute + labour)",
-    "budget_energy_kwh": "Energy budget (kWh)",
+    "budget_energy_kwh": "Energy budget (kWh, with PUE)",
     "budget_co2_kg": "CO₂ budget (kg)",
     "budget_wall_time_h": "Compute wall-time budget (h)",
     "budget_human_hours": "Human-time budget (h)",
     "accuracy_weight": "Accuracy vs cost weight (1 = accuracy only)",
     "probe": "Measured probe on your images (learning curves)",
 }
+BUDGET_NAMES = {"budget_money_usd": "money", "budget_energy_kwh": "energy", "budget_co2_kg": "CO₂",
+                "budget_wall_time_h": "compute wall time", "budget_human_hours": "human time"}
 ASSUMPTION_LABELS = {
     "pue": "Power usage effectiveness (PUE)",
     "price_usd_per_h": "Hardware price (USD per hour)",
@@ -49,15 +63,37 @@ ENERGY_SOURCES = {
     "estimated": "estimated, not measured: CPU power model of 10 W per busy thread x threads x wall time",
     "nvml": "measured: NVIDIA NVML total-energy counter of the GPU",
 }
+_ID = re.compile(r"\b(fe_linear|fe_fne|ft_full|ft_partial)\s*[·.]\s*([a-z][a-z0-9_]*)\b")
+_METHOD_ID = re.compile(r"\b(fe_linear|fe_fne|ft_full|ft_partial)\b")
+_BACKBONE_ID = re.compile(r"\b(" + "|".join(sorted(BACKBONE_NAMES, key=len, reverse=True)) + r")(_random_init)?\b")
+_SCIENTIFIC = re.compile(r"\b\d+(?:\.\d+)?e[-+]\d+\b")
+_FILE_REFERENCE = re.compile(r"\s*\((?:see )?(?:recommender|study)/[^)]*\)|,?\s*(?:see )?(?:recommender|study)/[\w/.]+"
+                             r"|\s*\([\w-]+\.md\)|\s*[\w-]+\.md\b")
 
 
 def family(method: str) -> str:
     return "fine-tuning" if str(method).startswith("ft") else "feature extraction"
 
 
+def method_label(method: str) -> str:
+    """e.g. 'Feature extraction, Full-Network Embedding + linear SVM'."""
+    return f"{family_label(method)}, {head_label(method)}" if method in METHOD_NAMES else str(method)
+
+
+def readable(text) -> str:
+    """Any stray study id in a text (from guidelines, bases, sources) replaced by the names people read, numbers in
+    plain decimals (not 2.07e-06), file and module references dropped."""
+    text = _ID.sub(lambda m: option_label(m.group(1), m.group(2)), str(text))
+    text = _METHOD_ID.sub(lambda m: method_label(m.group(1)).lower().replace("feature extraction, ", "extraction "),
+                          text)
+    text = _BACKBONE_ID.sub(lambda m: backbone_label(m.group(0)), text)
+    text = _SCIENTIFIC.sub(lambda m: plain(float(m.group(0)), 3), text)
+    return _FILE_REFERENCE.sub("", text)
+
+
 def cost_label(column: str) -> str:
     label, unit = COSTS[column]
-    return f"{label} ({unit})"
+    return f"{label} ({unit})" if unit else label
 
 
 def format_number(value) -> str:
@@ -67,41 +103,84 @@ def format_number(value) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if value != 0 and abs(value) < 0.001:
-        return f"{value:.2e}"
+        return plain(value)
     return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def plain(value: float, digits: int = 2) -> str:
+    """A number in plain decimals (never 1e-06) with ``digits`` significant digits: 0.0000056, 0.25, 12, 1,234."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    if abs(value) < 1e-9:
+        return "< 0.000000001"
+    if abs(value) >= 10 ** digits:
+        return f"{value:,.0f}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:,.{decimals}f}"
+
+
+def duration(hours: float) -> str:
+    """A time for humans (s, min, h, days); never '0.0 s'."""
+    if hours is None or (isinstance(hours, float) and math.isnan(hours)):
+        return ""
+    if 0 < hours * 3600 < 0.05:
+        return "< 0.1 s"
+    return format_duration(hours)
+
+
+def format_money(value: float) -> str:
+    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${plain(value)}"
+
+
 def format_amount(column: str, value: float) -> str:
-    """A cost in the unit a person reads easily: seconds or minutes for short times, Wh and g for small
-    energies and masses, dollars and cents."""
-    if column == "time_h":
-        seconds = value * 3600
-        return f"{seconds:.3g} s" if seconds < 90 else f"{seconds / 60:.3g} min" if seconds < 5400 else \
-            f"{value:,.3g} h"
-    if column == "energy_kwh":
-        return f"{value * 1000:.3g} Wh" if value < 1 else f"{value:,.3g} kWh"
+    """A cost with its unit: durations for humans, kWh and kg as asked, dollars and cents."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if column in TIME_COLUMNS:
+        return duration(value)
+    if column in MONEY_COLUMNS:
+        return format_money(value)
+    if column in ("energy_kwh", "energy_kwh_with_pue"):
+        return f"{plain(value)} kWh"
     if column == "co2_kg":
-        return f"{value * 1000:.3g} g" if value < 1 else f"{value:,.3g} kg"
-    if column in ("total_usd", "compute_usd", "human_usd"):
-        return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.2g}"
-    return f"{value:,.3g} h" if column == "human_hours" else format_number(value)
+        return f"{plain(value)} kg"
+    return format_number(value)
 
 
 def format_interval(low: float, median: float, high: float) -> str:
     return f"{median:.1%} (80% interval {low:.1%} to {high:.1%})"
 
 
+def short_interval(low: float, median: float, high: float) -> str:
+    return f"{median:.1%} ({low:.0%}–{high:.0%})"
+
+
+def pue_reason(hardware_key: str, pue: float, assumptions=None) -> str:
+    """Why this PUE: the user's, or the default for this kind of machine."""
+    if assumptions is not None and assumptions.pue is not None:
+        return f"PUE {pue:.2f} (your assumption)"
+    where = "your own machine, no data-centre overhead" if HARDWARE[hardware_key].personal else \
+        "a data centre, the industry average"
+    return f"PUE {pue:.2f} ({where})"
+
+
 def describe_answer(name: str, value) -> str:
     if value is None:
-        return "not set"
+        return "automatic" if name == "working_resolution_px" else "not set"
     if name == "hardware":
         return HARDWARE[value].name
     if name == "region":
-        return REGIONS[value].name
+        return f"{REGIONS[value].name} ({REGIONS[value].grid_gco2_per_kwh:.0f} gCO₂/kWh)"
     if name == "colour":
         return "yes" if value else "no (greyscale)"
     if name == "probe":
         return describe_probe(value)
+    if name in ("image_size_px", "working_resolution_px"):
+        return f"{value} px"
+    if name.startswith("budget_"):
+        return {"budget_money_usd": format_money(value), "budget_energy_kwh": f"{plain(value)} kWh",
+                "budget_co2_kg": f"{plain(value)} kg", "budget_wall_time_h": duration(value),
+                "budget_human_hours": duration(value)}[name]
     return format_number(value)
 
 
@@ -116,10 +195,10 @@ def probe_curves_table(curves: dict) -> pd.DataFrame:
                 PROBE_METHODS.index(method) if method in PROBE_METHODS else len(PROBE_METHODS), method)
 
     ks = sorted({k for by_k in curves.values() for k in by_k})
-    rows = [{"option": probed_option_label(*option), **{f"k={k}": f"{100 * by_k[k]:.1f}%" if k in by_k else ""
+    rows = [{"Option": probed_option_label(*option), **{f"k={k}": f"{100 * by_k[k]:.1f}%" if k in by_k else ""
                                                   for k in ks}}
             for option, by_k in sorted(curves.items(), key=lambda item: order(item[0]))]
-    return pd.DataFrame(rows, columns=["option"] + [f"k={k}" for k in ks])
+    return pd.DataFrame(rows, columns=["Option"] + [f"k={k}" for k in ks])
 
 
 def describe_probe(encoded: str) -> str:
@@ -139,34 +218,120 @@ def describe_probe(encoded: str) -> str:
 
 def answers_table(questionnaire) -> pd.DataFrame:
     """The questionnaire as (question, answer) rows."""
-    return pd.DataFrame([{"question": QUESTION_LABELS.get(name, name), "answer": describe_answer(name, value)}
+    return pd.DataFrame([{"Question": QUESTION_LABELS.get(name, name), "Answer": describe_answer(name, value)}
                          for name, value in asdict(questionnaire).items()])
 
 
 def budget_checks(advice) -> pd.DataFrame:
-    """Per budget the user set: the recommended option's cost, the limit and whether it passes."""
-    from recommender.advise import BUDGET_COLUMNS, BUDGET_LABELS  # scikit-learn: loaded once advice exists
+    """Per budget the user set: the recommended option's cost, the limit, whether it passes and, if not, what
+    breaks it."""
+    from recommender.advise import BUDGET_COLUMNS  # scikit-learn: loaded once advice exists
     row = advice.recommended_row
+    verdicts = {verdict["field"]: verdict for verdict in row["verdicts"]}
     checks = []
     for name, limit in advice.questionnaire.budgets.items():
         column = BUDGET_COLUMNS[name]
         checks.append({"name": name, "budget": QUESTION_LABELS[name], "predicted": float(row[column]),
-                       "limit": float(limit), "passes": BUDGET_LABELS[name] not in list(row["violations"])})
-    return pd.DataFrame(checks, columns=["name", "budget", "predicted", "limit", "passes"])
+                       "limit": float(limit), "passes": name not in verdicts,
+                       "component": verdicts[name]["component"] if name in verdicts else ""})
+    return pd.DataFrame(checks, columns=["name", "budget", "predicted", "limit", "passes", "component"])
+
+
+def budget_failures(advice) -> pd.DataFrame:
+    """Every option that breaks a budget, one row per (budget, option): its cost, the limit, the component that
+    breaks it and the one assumption or answer that would change it."""
+    rows = []
+    for option in advice.options.itertuples(index=False):
+        for verdict in option.verdicts:
+            rows.append({"field": verdict["field"], "budget": BUDGET_NAMES.get(verdict["field"], verdict["budget"]),
+                         "option": option.option, "label": option.label, "value": float(verdict["value"]),
+                         "limit": float(verdict["limit"]), "component": verdict["component"],
+                         "fix_kind": verdict["fix_kind"], "fix_field": verdict["fix_field"], "fix": verdict["fix"]})
+    return pd.DataFrame(rows, columns=["field", "budget", "option", "label", "value", "limit", "component",
+                                       "fix_kind", "fix_field", "fix"])
+
+
+def failures_table(advice) -> pd.DataFrame:
+    """``budget_failures`` for reading (the PDF)."""
+    from recommender.advise import BUDGET_COLUMNS
+    failures = budget_failures(advice)
+    return pd.DataFrame({
+        "Budget": [f"{b} ({format_amount(BUDGET_COLUMNS[f], lim)})" for b, f, lim in
+                   zip(failures["budget"], failures["field"], failures["limit"])],
+        "Option": failures["label"],
+        "Predicted": [format_amount(BUDGET_COLUMNS[f], v) for f, v in zip(failures["field"], failures["value"])],
+        "What breaks it": failures["component"],
+        "What would change it": failures["fix"]})
+
+
+def _accuracy_cell(row) -> str:
+    text = short_interval(row.acc_low, row.acc_median, row.acc_high)
+    return text + " extrapolated" if getattr(row, "extrapolated", False) else text
 
 
 def options_table(options: pd.DataFrame) -> pd.DataFrame:
-    """Every option with its accuracy interval and costs, formatted for reading (most accurate first)."""
+    """Every option with its accuracy interval and costs, for reading (most accurate first); units in the
+    headings."""
     ordered = options.sort_values("acc_median", ascending=False)
     return pd.DataFrame({
-        "option": ordered["option"],
-        "accuracy": [format_interval(r.acc_low, r.acc_median, r.acc_high) for r in ordered.itertuples()],
-        **{COSTS[column][0]: [format_amount(column, value) for value in ordered[column]] for column in
-           ("total_usd", "time_h", "energy_kwh", "co2_kg", "human_hours")},
-        "within budgets": ordered["feasible"].map({True: "yes", False: "no"}),
-        "Pareto": ordered["pareto"].map({True: "yes", False: ""}),
-        "cost basis": ordered["cost_basis"],
+        "Option": ordered["label"],
+        "Accuracy (80% interval)": [_accuracy_cell(r) for r in ordered.itertuples()],
+        "Within budgets": [("no: " + ", ".join(v)) if len(v) else "yes" for v in ordered["violations"]],
+        "Pareto front": ordered["pareto"].map({True: "yes", False: "no"}),
+        "Money": [format_money(v) for v in ordered["total_usd"]],
+        "Compute time": [duration(v) for v in ordered["time_h"]],
+        "Energy, device (kWh)": [plain(v) for v in ordered["energy_kwh"]],
+        "Energy with PUE (kWh)": [plain(v) for v in ordered["energy_kwh_with_pue"]],
+        "CO₂ (kg)": [plain(v) for v in ordered["co2_kg"]],
+        "Human time": [duration(v) for v in ordered["human_hours"]],
+        "Working resolution": [f"{r} px" for r in ordered["resolution"]],
+        "Cost basis": ordered["cost_basis"].map(readable),
     }).reset_index(drop=True)
+
+
+def options_csv(options: pd.DataFrame) -> pd.DataFrame:
+    """Every option, every figure, for a spreadsheet: human column names; the study's id kept in 'Option id'."""
+    return pd.DataFrame({
+        "Option": options["label"],
+        "Option id": options["option"],
+        "Method": options["method"].map(method_label),
+        "Backbone": options["backbone"].map(backbone_label),
+        "Working resolution (px)": options["resolution"],
+        "Why this resolution": options["resolution_reason"],
+        "Accuracy measured at": options["accuracy_resolution"],
+        "Predicted accuracy, median": options["acc_median"].round(4),
+        "Predicted accuracy, 80% low": options["acc_low"].round(4),
+        "Predicted accuracy, 80% high": options["acc_high"].round(4),
+        "Accuracy basis": options["accuracy_basis"],
+        "Extrapolated beyond the measured k": options["extrapolated"].map({True: "yes", False: "no"}),
+        "Compute time (h)": options["time_h"],
+        "Energy, device only (kWh)": options["energy_kwh"],
+        "PUE": options["pue"],
+        "Energy with PUE (kWh)": options["energy_kwh_with_pue"],
+        "CO₂ (kg)": options["co2_kg"],
+        "Compute money (USD)": options["compute_usd"],
+        "Human hours": options["human_hours"],
+        "Labour money (USD)": options["human_usd"],
+        "Total money (USD)": options["total_usd"],
+        "Trials": options["trials"],
+        "Cost basis": options["cost_basis"].map(readable),
+        "Energy basis": options["energy_basis"].map(readable),
+        "Within budgets": options["feasible"].map({True: "yes", False: "no"}),
+        "Budgets broken": [", ".join(v) for v in options["violations"]],
+        "What breaks them": ["; ".join(f"{d['budget']}: {d['component']} (change {d['fix']})" for d in v)
+                             for v in options["verdicts"]],
+        "On the Pareto front (accuracy vs money)": options["pareto"].map({True: "yes", False: "no"}),
+    })
+
+
+def probe_comparison_table(without: pd.DataFrame, with_probe: pd.DataFrame) -> pd.DataFrame:
+    """Each option's predicted accuracy from the questionnaire alone and anchored on the probe."""
+    anchored = with_probe.set_index("option")
+    return pd.DataFrame({
+        "Option": without["label"],
+        "Questionnaire only": [short_interval(r.acc_low, r.acc_median, r.acc_high) for r in without.itertuples()],
+        "With your probe": [short_interval(*anchored.loc[o, ["acc_low", "acc_median", "acc_high"]])
+                            for o in without["option"]]})
 
 
 def numbers_table(numbers: dict) -> pd.DataFrame:
@@ -174,9 +339,10 @@ def numbers_table(numbers: dict) -> pd.DataFrame:
     rows = []
     for key, value in numbers.items():
         if isinstance(value, dict) and any(isinstance(inner, (dict, list)) for inner in value.values()):
-            rows += [{"number": f"{key} / {name}", "value": _compact(inner)} for name, inner in value.items()]
+            rows += [{"number": readable(f"{key} / {name}"), "value": readable(_compact(inner))}
+                     for name, inner in value.items()]
         else:
-            rows.append({"number": str(key), "value": _compact(value)})
+            rows.append({"number": readable(key), "value": readable(_compact(value))})
     return pd.DataFrame(rows, columns=["number", "value"])
 
 
@@ -188,75 +354,36 @@ def _compact(value) -> str:
     return format_number(value) if value is not None else "none"
 
 
-def assumptions_table(assumptions, defaults, sources: dict[str, str]) -> pd.DataFrame:
+def assumption_in_use(name: str, assumptions, answers, costs_row=None) -> str:
+    """The value an assumption takes for these answers (the automatic ones resolved)."""
+    value = getattr(assumptions, name)
+    if value is not None:
+        return format_number(value)
+    if name == "pue":
+        return f"{assumptions.pue_for(answers.hardware):g}"
+    if name == "price_usd_per_h":
+        return f"{HARDWARE[answers.hardware].price_usd_per_h:g}"
+    if name == "grid_gco2_per_kwh":
+        return f"{REGIONS[answers.region].grid_gco2_per_kwh:.0f}"
+    if name == "ft_trials" and costs_row is not None:
+        return str(int(costs_row))
+    return "automatic"
+
+
+def assumptions_table(assumptions, defaults, sources: dict[str, str], answers=None) -> pd.DataFrame:
     """Each assumption's value in use, its default and where the default comes from."""
     rows = []
     for item in fields(assumptions):
         value, default = getattr(assumptions, item.name), getattr(defaults, item.name)
-        rows.append({"assumption": ASSUMPTION_LABELS.get(item.name, item.name),
-                     "value": format_number(value) if value is not None else "default",
-                     "default": format_number(default) if default is not None else _automatic(item.name),
-                     "source": sources.get(item.name, "")})
+        in_use = (assumption_in_use(item.name, assumptions, answers) if answers is not None else
+                  format_number(value) if value is not None else "automatic")
+        rows.append({"Assumption": ASSUMPTION_LABELS.get(item.name, item.name),
+                     "In use": in_use,
+                     "Default": format_number(default) if default is not None else _automatic(item.name),
+                     "Source": readable(sources.get(item.name, ""))})
     return pd.DataFrame(rows)
 
 
 def _automatic(name: str) -> str:
     return {"price_usd_per_h": "hardware's price", "grid_gco2_per_kwh": "region's intensity",
-            "ft_trials": "from the evidence"}.get(name, "automatic")
-
-
-def hardware_descriptions(hardware: pd.DataFrame) -> dict[str, str]:
-    """hardware_id -> a readable machine description (GPU model, else CPU model and cores)."""
-    described = {}
-    for row in hardware.itertuples():
-        if isinstance(row.gpu_model, str) and row.gpu_model:
-            described[row.hardware_id] = f"{row.gpu_model} (x{row.gpu_count})"
-        else:
-            described[row.hardware_id] = f"{row.cpu_model}, {row.cpu_count} cores, {row.memory_gb:.0f} GB"
-    return described
-
-
-def evidence_summary(tables: dict) -> dict[str, str]:
-    """The evidence in a few labelled lines: what was measured, where, when and how energy was obtained."""
-    runs = tables["runs"]
-    machines = hardware_descriptions(tables["hardware"]) if not tables["hardware"].empty else {}
-    energy = runs["energy_source"].value_counts()
-    return {
-        "Runs": f"{len(runs):,}",
-        "Datasets": ", ".join(sorted(runs["dataset"].unique())),
-        "Backbones": ", ".join(sorted(runs["backbone"].unique())),
-        "Methods": ", ".join(sorted(runs["method"].unique())),
-        "Images per class": f"{runs['images_per_class'].min():,} to {runs['images_per_class'].max():,}",
-        "Grids": ", ".join(f"{grid} ({count})" for grid, count in runs["grid"].value_counts().items()),
-        "Hardware": "; ".join(machines.get(h, h) for h in runs["hardware_id"].unique()),
-        "Measured": f"{str(runs['started_at'].min())[:16]} to {str(runs['finished_at'].max())[:16]} (UTC)",
-        "Energy": "; ".join(f"{count} runs {ENERGY_SOURCES.get(source, source)}" for source, count in energy.items()),
-    }
-
-
-def software_versions(runs: pd.DataFrame) -> pd.DataFrame:
-    """Distinct software stacks the runs were measured with, and how many runs each."""
-    columns = ["python_version", "torch_version", "timm_version", "sklearn_version", "numpy_version",
-               "cuda_version"]
-    return runs.fillna({c: "" for c in columns}).groupby(columns, as_index=False).agg(runs=("run_id", "count"))
-
-
-def commits(runs: pd.DataFrame) -> pd.DataFrame:
-    """The code versions (git commits) that produced the runs, with their run counts and dates."""
-    return (runs.groupby("git_commit", as_index=False)
-            .agg(runs=("run_id", "count"), first_run=("started_at", "min"), last_run=("finished_at", "max"))
-            .sort_values("first_run"))
-
-
-def grid_coverage(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per grid and dataset: the backbones, methods, k values and seeds measured."""
-    return (runs.groupby(["grid", "dataset"], as_index=False)
-            .agg(runs=("run_id", "count"), backbones=("backbone", "nunique"), methods=("method", "nunique"),
-                 k_values=("images_per_class", "nunique"), seeds=("seed", "nunique"),
-                 resolution_px=("resolution", "max")))
-
-
-def energy_sources(runs: pd.DataFrame) -> pd.DataFrame:
-    counts = runs.groupby(["device_type", "energy_source"], as_index=False).agg(runs=("run_id", "count"))
-    counts["meaning"] = counts["energy_source"].map(lambda source: ENERGY_SOURCES.get(source, source))
-    return counts
+            "pue": "by kind of machine", "ft_trials": "from the evidence"}.get(name, "automatic")

@@ -15,8 +15,10 @@ from PIL import Image
 
 from webapp import charts
 from recommender.advise import BUDGET_COLUMNS
-from webapp.presentation import (COSTS, answers_table, assumptions_table, budget_checks, format_amount,
-                                      format_interval, format_number, numbers_table, options_table)
+from recommender.hardware import HARDWARE
+from webapp.presentation import (answers_table, assumptions_table, budget_checks, duration, failures_table,
+                                 format_amount, format_interval, format_money, numbers_table, options_table,
+                                 pue_reason, readable)
 
 FONT = "DejaVu"
 FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
@@ -50,18 +52,18 @@ class _Document(FPDF):
     def heading(self, text: str, size: int = 13) -> None:
         self.ln(2)
         self.set_font(FONT, "B", size)
-        self.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT", align="L")
         self.ln(1)
 
     def paragraph(self, text: str, size: int = 10) -> None:
         self.set_font(FONT, "", size)
-        self.multi_cell(0, 5, text, new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, 5, text, new_x="LMARGIN", new_y="NEXT", align="L")
         self.ln(1)
 
     def bullets(self, items: list[str]) -> None:
         self.set_font(FONT, "", 10)
         for item in items:
-            self.multi_cell(0, 5, f"•  {item}", new_x="LMARGIN", new_y="NEXT")
+            self.multi_cell(0, 5, f"•  {item}", new_x="LMARGIN", new_y="NEXT", align="L")
         self.ln(1)
 
     def table(self, frame: pd.DataFrame, col_widths: tuple | None = None, size: int = 8) -> None:
@@ -96,30 +98,59 @@ def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _costs_lines(advice, row) -> list[str]:
+    q, a = advice.questionnaire, advice.assumptions
+    return [
+        f"Money {format_money(row['total_usd'])}: compute {format_money(row['compute_usd'])} + labour "
+        f"{format_money(row['human_usd'])} ({duration(row['human_hours'])} of people's time).",
+        f"Compute time {duration(row['time_h'])} on {HARDWARE[q.hardware].name}.",
+        f"Energy {format_amount('energy_kwh', row['energy_kwh'])} on the device; "
+        f"{format_amount('energy_kwh', row['energy_kwh_with_pue'])} with {pue_reason(q.hardware, row['pue'], a)}.",
+        f"CO₂ {format_amount('co2_kg', row['co2_kg'])} (energy with PUE x the grid's carbon intensity).",
+    ]
+
+
 def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, str], defaults, sources: dict,
-                    link: str | None = None) -> bytes:
-    """The answers, the recommendation with its budget checks and rationale, the charts, every option, the
-    assumptions with their sources, and the evidence the advice rests on."""
+                    link: str | None = None, provenance: pd.DataFrame | None = None) -> bytes:
+    """The answers, the recommendation with its budget checks (what breaks each, what would change it) and
+    rationale, the charts, every option, the assumptions with their sources, the evidence and every source the
+    advice uses."""
     doc = _Document("Extract or Tune: your recommendation")
     doc.heading("Extract or Tune: your recommendation", size=16)
-    doc.paragraph(f"Generated {_stamp()}." + (f" Reopen these answers: {link}" if link else ""), size=8)
+    doc.paragraph(f"Generated {_stamp()}.", size=8)
+    if link:
+        doc.paragraph(f"Reopen these answers: {link}", size=8)
     row = advice.recommended_row
-    doc.heading(f"Recommended: {advice.recommended}")
-    doc.paragraph(f"Predicted test accuracy {format_interval(row['acc_low'], row['acc_median'], row['acc_high'])}.")
-    doc.paragraph("Predicted costs: " + "; ".join(f"{COSTS[column][0]} {format_amount(column, row[column])}"
-                                                  for column in COSTS) + f". Costs are {row['cost_basis']}.")
+    doc.heading(f"Recommended: {row['label']}")
+    doc.paragraph(f"Predicted test accuracy {format_interval(row['acc_low'], row['acc_median'], row['acc_high'])}, "
+                  f"{row['accuracy_basis']}" + (" (extrapolated beyond the k the study measured)."
+                                                if row['extrapolated'] else "."))
+    doc.bullets(_costs_lines(advice, row))
+    doc.paragraph(f"Working resolution {row['resolution']} px: {row['resolution_reason']}. Accuracy was measured at "
+                  f"{row['accuracy_resolution']}; costs are {readable(row['cost_basis'])}.")
+    if advice.probe_would_narrow:
+        narrow = advice.probe_would_narrow
+        doc.paragraph(f"Without a probe of your images the 80% interval is about {narrow['width_now_points']:.0f} "
+                      f"points wide; a one-minute probe (python -m study.probe YOUR_IMAGES, or the app's \"Measure "
+                      f"your own images\") would narrow it to about {narrow['width_with_probe_points']:.0f} points.")
     checks = budget_checks(advice)
     if checks.empty:
         doc.paragraph("No budgets were set.")
     else:
+        doc.heading("Your budgets", size=11)
         columns = [BUDGET_COLUMNS[name] for name in checks["name"]]
         doc.table(pd.DataFrame({
-            "budget": checks["budget"],
-            "predicted": [format_amount(c, v) for c, v in zip(columns, checks["predicted"])],
-            "limit": [format_amount(c, v) for c, v in zip(columns, checks["limit"])],
-            "verdict": checks["passes"].map({True: "pass", False: "FAIL"})}), col_widths=(80, 40, 40, 20))
+            "Budget": checks["budget"],
+            "Predicted": [format_amount(c, v) for c, v in zip(columns, checks["predicted"])],
+            "Limit": [format_amount(c, v) for c, v in zip(columns, checks["limit"])],
+            "Verdict": checks["passes"].map({True: "pass", False: "FAIL"}),
+            "What breaks it": checks["component"]}), col_widths=(45, 25, 25, 15, 70))
+        failures = failures_table(advice)
+        if not failures.empty:
+            doc.heading("Every option that breaks a budget", size=11)
+            doc.table(failures, col_widths=(28, 52, 20, 45, 35), size=7)
     doc.heading("Why", size=11)
-    doc.bullets(list(advice.rationale))
+    doc.bullets([readable(line) for line in advice.rationale])
     doc.heading("Your answers", size=11)
     doc.table(answers_table(advice.questionnaire), col_widths=(1, 1))
     for title, png in chart_pngs.items():
@@ -127,41 +158,48 @@ def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, st
     doc.add_page()
     doc.heading("Every option")
     options = options_table(advice.options)
-    if options["cost basis"].nunique() == 1:  # say it once rather than in every row
-        doc.paragraph(f"Costs of every option are {options['cost basis'].iloc[0]}.", size=8)
-        options = options.drop(columns="cost basis")
+    if options["Cost basis"].nunique() == 1:  # say it once rather than in every row
+        doc.paragraph(f"Costs of every option are {options['Cost basis'].iloc[0]}.", size=8)
+        options = options.drop(columns="Cost basis")
     doc.table(options, size=6)
     doc.heading("Assumptions")
-    doc.table(assumptions_table(advice.assumptions, defaults, sources), col_widths=(40, 18, 22, 100), size=7)
-    doc.heading("Evidence")
-    doc.table(pd.DataFrame({"": list(evidence), "value": list(evidence.values())}), col_widths=(30, 150))
+    doc.table(assumptions_table(advice.assumptions, defaults, sources, advice.questionnaire),
+              col_widths=(40, 16, 22, 102), size=7)
+    _evidence(doc, evidence, provenance)
     return doc.bytes()
 
 
-def guidelines_document(guidelines: list, evidence: dict[str, str]) -> bytes:
+def _evidence(doc: _Document, evidence: dict[str, str], provenance: pd.DataFrame | None) -> None:
+    doc.heading("Evidence")
+    doc.table(pd.DataFrame({"": list(evidence), "Value": list(evidence.values())}), col_widths=(30, 150))
+    if provenance is not None and not provenance.empty:
+        doc.heading("Sources")
+        doc.table(provenance, col_widths=(50, 130), size=7)
+
+
+def guidelines_document(guidelines: list, evidence: dict[str, str], provenance: pd.DataFrame | None = None) -> bytes:
     """Each evidence-derived guideline with the numbers behind it, then what the evidence is."""
     doc = _Document("Extract or Tune: guidelines")
     doc.heading("Extract or Tune: when to extract features and when to fine-tune", size=16)
     doc.paragraph(f"Derived from the study's measurements, generated {_stamp()}.", size=8)
     for number, guideline in enumerate(guidelines, start=1):
-        doc.heading(f"{number}. {guideline.title}")
-        doc.paragraph(guideline.statement)
+        doc.heading(f"{number}. {readable(guideline.title)}")
+        doc.paragraph(readable(guideline.statement))
         if guideline.numbers:
             doc.table(numbers_table(guideline.numbers), col_widths=(70, 110))
-    doc.heading("Evidence")
-    doc.table(pd.DataFrame({"": list(evidence), "value": list(evidence.values())}), col_widths=(30, 150))
+    _evidence(doc, evidence, provenance)
     return doc.bytes()
 
 
 def chart_pngs(advice, cost_column: str = "total_usd") -> dict[str, bytes]:
-    """The personal report's charts rendered to PNG: learning curves, accuracy vs cost, cost breakdown."""
+    """The personal report's charts rendered to PNG: learning curves, accuracy and cost per option, costs."""
     budgets = advice.questionnaire.budgets
     budget_name = next((name for name, column in BUDGET_COLUMNS.items() if column == cost_column), None)
     shown = charts.fe_vs_ft_options(advice.options, advice.recommended)
+    k = advice.questionnaire.images_per_class
     return {
-        "Learning curves": charts.to_png(charts.learning_curves(advice.curves, advice.questionnaire.images_per_class,
-                                                                shown)),
-        "Accuracy vs cost": charts.to_png(charts.accuracy_vs_cost(advice.options, cost_column,
-                                                                  budgets.get(budget_name), advice.recommended)),
-        "Cost breakdown": charts.to_png(charts.cost_breakdown(advice.options, budgets)),
+        "Learning curves": charts.to_png(charts.learning_curves(advice.curves, k, shown)),
+        "Accuracy and cost": charts.to_png(charts.accuracy_vs_cost(advice.options, cost_column,
+                                                                   budgets.get(budget_name), advice.recommended)),
+        "Costs": charts.to_png(charts.cost_breakdown(advice.options, budgets)),
     }

@@ -1,32 +1,41 @@
-"""Streamlit page helpers: cached evidence and advisor, the questionnaire form and assumptions bound to the URL.
+"""Streamlit page helpers: cached evidence and advisor, the questionnaire form and assumptions bound to the URL,
+shared links, and the budget hints' buttons.
 
 The evidence is re-read at most every few minutes (the study may be adding runs); while the database cannot be
 read (a writer holds it and no snapshot works) the last good copy keeps the app serving.
+
+The form's widgets take their first values from the link (``seed_form``), then keep what the user typed; a budget
+hint's button (``apply_fix``) sets one field, in the widget and in the link, so the next run shows its effect.
 """
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Mapping
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pandas as pd
 import streamlit as st
 
 from recommender.carbon import REGIONS
-from recommender.costs import ASSUMPTION_SOURCES, Assumptions
+from recommender.costs import ASSUMPTION_SOURCES, DATA_CENTRE_PUE, Assumptions
 from recommender.evidence import EvidenceError, load_tables
 from recommender.hardware import HARDWARE
-from webapp.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, format_number
+from webapp.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, format_number, readable
 from recommender.questionnaire import BUDGET_FIELDS, DOMAINS, Questionnaire, QuestionnaireError
 
 TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probe_curves", "failures")
 EVIDENCE_TTL_S = 300
 ASSUMPTION_PREFIX = "a_"  # query parameters of edited assumptions: a_pue=1.2
+QUESTION_PREFIX = "q_"  # widget keys of the questionnaire form: q_n_classes
+ASSUMPTIONS_OPEN = "assumptions_open"  # the assumptions expander's key (a hint opens it)
+PUBLIC_URL_ENV = "EOT_PUBLIC_URL"  # the address colleagues reach the app at, e.g. https://eot.example.org/
 _EVIDENCE_KEY = "_evidence"
 QUESTION_FIELDS = [item.name for item in fields(Questionnaire)]
+RESOLUTION_STEP_PX = 32
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,14 @@ def _advisor(fingerprint: str, _tables: dict):
 
 def advisor(current: Evidence):
     return _advisor(current.fingerprint, current.tables)
+
+
+def sources(current: Evidence) -> pd.DataFrame:
+    """Every source the advice uses (the GPU pilot while the evidence has no GPU runs), for the Method page and
+    the PDFs."""
+    from webapp.provenance import sources_table
+
+    return sources_table(advisor(current).costs_.references_, len(current.tables["runs"]))
 
 
 @st.cache_resource(max_entries=2, show_spinner="Deriving the guidelines...")
@@ -157,7 +174,7 @@ def assumptions_from_link(params: Mapping[str, str]) -> tuple[Assumptions, list[
         except ValueError as error:
             values.pop(item.name, None)
             messages.append(f"The link's value for '{ASSUMPTION_LABELS.get(item.name, item.name)}' was ignored: "
-                            f"{error if str(error) else raw}.")
+                            f"{readable(error) if str(error) else raw}.")
     return Assumptions(**values), messages
 
 
@@ -169,60 +186,100 @@ def assumptions_to_query(assumptions: Assumptions) -> dict[str, str]:
             and getattr(assumptions, item.name) is not None}
 
 
-def share_link(answers: Questionnaire, assumptions: Assumptions) -> str:
-    """The URL that reopens this page with these answers and assumptions."""
-    base = (st.context.url or "").split("?")[0] or "/"
-    return f"{base}?{urlencode({**answers.to_query(), **assumptions_to_query(assumptions)})}"
+def public_base_url(seen: str | None = None) -> str:
+    """Where colleagues reach the Advisor page, ending in '/': ``EOT_PUBLIC_URL`` when set (the address behind a
+    proxy or on the network), else the address this browser uses (``st.context.url``), else the site root."""
+    configured = os.environ.get(PUBLIC_URL_ENV, "").strip()
+    if configured:
+        return configured.rstrip("/") + "/"
+    seen = st.context.url if seen is None else seen
+    if not seen or not urlsplit(seen).scheme:
+        return "/"
+    return seen.rstrip("/") + "/"
+
+
+def share_link(answers: Questionnaire, assumptions: Assumptions, seen: str | None = None) -> str:
+    """The URL that reopens the Advisor page with these answers and assumptions."""
+    return f"{public_base_url(seen)}?{urlencode({**answers.to_query(), **assumptions_to_query(assumptions)})}"
+
+
+def link_is_local(link: str) -> bool:
+    return urlsplit(link).hostname in ("localhost", "127.0.0.1", "::1", None)
 
 
 def _region_keys() -> list[str]:
     return ["world"] + sorted((key for key in REGIONS if key != "world"), key=lambda key: REGIONS[key].name)
 
 
-def questionnaire_form(initial: Questionnaire) -> Questionnaire | None:
+def _widget_value(name: str, value):
+    return "" if name == "probe" and value is None else value
+
+
+def seed_form(initial: Questionnaire, assumptions: Assumptions) -> None:
+    """Give the form's and the assumption editor's widgets the link's values the first time they are drawn in
+    this session; afterwards they keep what the user typed (or what a hint set)."""
+    for name in QUESTION_FIELDS:
+        st.session_state.setdefault(QUESTION_PREFIX + name, _widget_value(name, getattr(initial, name)))
+    for item in fields(Assumptions):
+        st.session_state.setdefault(ASSUMPTION_PREFIX + item.name, getattr(assumptions, item.name))
+
+
+def _hardware_name(key: str) -> str:
+    profile = HARDWARE[key]
+    return profile.name + (" (your own machine)" if profile.personal else "")
+
+
+def questionnaire_form(initial: Questionnaire, assumptions: Assumptions) -> Questionnaire | None:
     """The questionnaire in a form; on submit the validated answers, or None with a message per bad value."""
+    seed_form(initial, assumptions)
     regions = _region_keys()
     with st.form("questionnaire"):
         task, budgets = st.columns(2)
         with task:
             st.markdown("**Your task**")
-            n_classes = st.number_input(QUESTION_LABELS["n_classes"], value=initial.n_classes, step=1,
-                                        key="q_n_classes")
-            images_per_class = st.number_input(QUESTION_LABELS["images_per_class"],
-                                               value=initial.images_per_class, step=1, key="q_images_per_class")
-            domain = st.selectbox(QUESTION_LABELS["domain"], DOMAINS, index=DOMAINS.index(initial.domain),
-                                  key="q_domain")
-            image_size_px = st.number_input(QUESTION_LABELS["image_size_px"], value=initial.image_size_px, step=1,
-                                            key="q_image_size_px")
-            colour = st.checkbox(QUESTION_LABELS["colour"], value=initial.colour, key="q_colour")
-            hardware = st.selectbox(QUESTION_LABELS["hardware"], list(HARDWARE),
-                                    index=list(HARDWARE).index(initial.hardware),
-                                    format_func=lambda key: HARDWARE[key].name, key="q_hardware")
-            region = st.selectbox(QUESTION_LABELS["region"], regions, index=regions.index(initial.region),
+            n_classes = st.number_input(QUESTION_LABELS["n_classes"], value=None, step=1, key="q_n_classes")
+            images_per_class = st.number_input(QUESTION_LABELS["images_per_class"], value=None, step=1,
+                                               key="q_images_per_class")
+            domain = st.selectbox(QUESTION_LABELS["domain"], DOMAINS, index=None, key="q_domain")
+            size, working = st.columns(2)
+            image_size_px = size.number_input(QUESTION_LABELS["image_size_px"], value=None, step=1,
+                                              key="q_image_size_px")
+            working_resolution_px = working.number_input(
+                QUESTION_LABELS["working_resolution_px"], value=None, step=RESOLUTION_STEP_PX,
+                placeholder="automatic", key="q_working_resolution_px",
+                help="The input size the networks run at. Empty = automatic: the backbone's native 224 px when your "
+                     "images are at least that big, else their own size rounded up to 32 px (at least 64). Costs "
+                     "scale with the number of pixels.")
+            colour = st.checkbox(QUESTION_LABELS["colour"], key="q_colour")
+            hardware = st.selectbox(QUESTION_LABELS["hardware"], list(HARDWARE), index=None,
+                                    format_func=_hardware_name, key="q_hardware")
+            region = st.selectbox(QUESTION_LABELS["region"], regions, index=None,
                                   format_func=lambda key: f"{REGIONS[key].name} "
                                                           f"({REGIONS[key].grid_gco2_per_kwh:.0f} gCO₂/kWh)",
                                   key="q_region")
         with budgets:
             st.markdown("**Your budgets** (leave empty for no limit)")
-            budget_values = {name: st.number_input(QUESTION_LABELS[name], value=getattr(initial, name), step=1.0,
-                                                   format="%g", placeholder="no limit", key=f"q_{name}")
+            budget_values = {name: st.number_input(QUESTION_LABELS[name], value=None, step=1.0, format="%g",
+                                                   placeholder="no limit", key=f"q_{name}")
                              for name in BUDGET_FIELDS}
-            accuracy_weight = st.slider(QUESTION_LABELS["accuracy_weight"], 0.0, 1.0, initial.accuracy_weight,
-                                        step=0.05, key="q_accuracy_weight",
+            accuracy_weight = st.slider(QUESTION_LABELS["accuracy_weight"], 0.0, 1.0, step=0.05,
+                                        key="q_accuracy_weight",
                                         help="0: the cheapest option within budgets; 1: the most accurate one.")
             probe = st.text_input(
-                QUESTION_LABELS["probe"] + " (optional)", value=initial.probe or "", placeholder="not measured",
-                key="q_probe",
+                QUESTION_LABELS["probe"] + " (optional)", placeholder="not measured", key="q_probe",
                 help="Filled by **Measure your own images** above (or `python -m study.probe YOUR_IMAGES`): the "
-                     "accuracy of every feature-extraction option measured on your images at a few k, as "
-                     "`method.backbone=k:accuracy,...;...`. The predictions are anchored on it; clear it to "
-                     "advise from the questionnaire alone.")
+                     "accuracy of every feature-extraction option measured on your images at a few k. The "
+                     "predictions are anchored on it; clear it to advise from the questionnaire alone.")
         submitted = st.form_submit_button("Recommend", type="primary")
     if not submitted:
         return None
+    if None in (n_classes, images_per_class, image_size_px, domain, hardware, region):
+        st.error("Classes, labelled images per class, image size, domain, hardware and region are needed.")
+        return None
     answers = Questionnaire(n_classes=_whole(n_classes), images_per_class=_whole(images_per_class), domain=domain,
-                            image_size_px=_whole(image_size_px), colour=colour, hardware=hardware, region=region,
-                            accuracy_weight=accuracy_weight, probe=probe.strip() or None, **budget_values)
+                            image_size_px=_whole(image_size_px), working_resolution_px=_whole(working_resolution_px),
+                            colour=colour, hardware=hardware, region=region, accuracy_weight=accuracy_weight,
+                            probe=(probe or "").strip() or None, **budget_values)
     try:
         return answers.validate()
     except QuestionnaireError as error:
@@ -235,12 +292,13 @@ def _whole(value):
     return int(value) if isinstance(value, float) and math.isfinite(value) and value.is_integer() else value
 
 
-def assumptions_editor(initial: Assumptions) -> Assumptions:
-    """Every cost assumption as an input showing its default and source; invalid edits fall back to the
-    defaults with a message."""
+def assumptions_editor(answers: Questionnaire) -> Assumptions:
+    """Every cost assumption as an input showing its default, the value in use for these answers and its
+    source; invalid edits fall back to the defaults with a message."""
     defaults = Assumptions()
     values = {}
-    with st.expander("Assumptions (prices, PUE, grid intensity, hourly rates, trials)"):
+    with st.expander("Assumptions (prices, PUE, grid intensity, hourly rates, trials)", key=ASSUMPTIONS_OPEN,
+                     on_change="rerun"):
         st.caption("Edit any value; the costs update at once. Empty means the automatic value.")
         columns = st.columns(2)
         for index, item in enumerate(fields(Assumptions)):
@@ -248,22 +306,42 @@ def assumptions_editor(initial: Assumptions) -> Assumptions:
             whole = item.type.startswith("int")
             with columns[index % 2]:
                 values[item.name] = st.number_input(
-                    ASSUMPTION_LABELS.get(item.name, item.name), value=getattr(initial, item.name),
+                    ASSUMPTION_LABELS.get(item.name, item.name), value=None,
                     step=1 if whole else 0.1, format=None if whole else "%g",
-                    placeholder=_automatic_placeholder(item.name), key=f"a_{item.name}",
-                    help=ASSUMPTION_SOURCES.get(item.name))
+                    placeholder=_automatic_placeholder(item.name, answers), key=f"a_{item.name}",
+                    help=readable(ASSUMPTION_SOURCES.get(item.name, "")))
                 st.caption(f"Default: {format_number(default) if default is not None else 'automatic'}. "
-                           f"Source: {ASSUMPTION_SOURCES.get(item.name, 'assumption')}")
+                           f"Source: {readable(ASSUMPTION_SOURCES.get(item.name, 'assumption'))}")
     try:
         return Assumptions(**values).validate()
     except (TypeError, ValueError) as error:
-        st.error(f"Assumptions: {error}. Using the defaults until it is fixed.")
+        st.error(f"Assumptions: {readable(error)}. Using the defaults until it is fixed.")
         return defaults
 
 
-def _automatic_placeholder(name: str) -> str:
-    return {"price_usd_per_h": "the hardware's price", "grid_gco2_per_kwh": "the region's intensity",
-            "ft_trials": "from the evidence"}.get(name, "")
+def _automatic_placeholder(name: str, answers: Questionnaire) -> str:
+    profile = HARDWARE[answers.hardware]
+    if name == "pue":
+        other = f"{DATA_CENTRE_PUE:g} in a data centre" if profile.personal else "1.0 on your own machine"
+        return f"automatic: {Assumptions().pue_for(answers.hardware):g} here ({other})"
+    if name == "price_usd_per_h":
+        return f"automatic: {profile.price_usd_per_h:g} ({profile.name})"
+    if name == "grid_gco2_per_kwh":
+        return f"automatic: {REGIONS[answers.region].grid_gco2_per_kwh:.0f} ({REGIONS[answers.region].name})"
+    if name == "ft_trials":
+        return "automatic: the evidence's recipe"
+    return ""
+
+
+def apply_fix(kind: str, field: str, value) -> None:
+    """A budget hint's button: set one assumption or answer (in its widget and in the link), so the page shows
+    the advice with it; an assumption also opens the editor so the change is in view."""
+    if kind == "assumption":
+        st.session_state[ASSUMPTION_PREFIX + field] = value
+        st.session_state[ASSUMPTIONS_OPEN] = True
+    else:
+        st.session_state[QUESTION_PREFIX + field] = value
+        st.query_params[field] = str(value)
 
 
 # --- bring your own data: the probe ---------------------------------------------------------------------------
@@ -283,7 +361,8 @@ def probe_panel() -> None:
     from study.upload import MAX_UPLOAD_BYTES, UploadError
 
     with st.expander("Measure your own images (a quick CPU probe, about a minute)"):
-        st.caption("Layout `CLASS/*.jpg` or `train/CLASS/*.jpg`. At most 30 images per class and 300 in all are "
+        st.caption("Layout `CLASS/*.jpg` or `train/CLASS/*.jpg` + `test/CLASS/*.jpg` (the probe then tests on your "
+                   "test split). At most 60 images per class and 600 in all are "
                    f"used; uploads up to {min(MAX_UPLOAD_BYTES, st.get_option('server.maxUploadSize') * 2**20) // 2**20}"
                    " MiB. Nothing of the upload is kept. The probe measures every feature-extraction option "
                    "(MobileNetV2 and EfficientNet-Lite0 features at 128 px, with a linear classifier or the "
@@ -339,16 +418,10 @@ def _show_probe(result) -> None:
 
 def probe_comparison(advisor, answers: Questionnaire, assumptions: Assumptions) -> pd.DataFrame | None:
     """How the probe changed the advice: each option's interval without and with the measured probe."""
+    from webapp.presentation import probe_comparison_table
+
     if answers.probe is None:
         return None
-    with_probe = advisor.advise(answers, assumptions).options.set_index("option")
-    without = advisor.advise(replace(answers, probe=None), assumptions).options.set_index("option")
-    frame = pd.DataFrame({
-        "questionnaire only": [f"{a:.0%} ({lo:.0%}–{hi:.0%})" for a, lo, hi in
-                               zip(without["acc_median"], without["acc_low"], without["acc_high"])],
-        "with your probe": [f"{a:.0%} ({lo:.0%}–{hi:.0%})" for a, lo, hi in
-                            zip(with_probe.loc[without.index, "acc_median"], with_probe.loc[without.index, "acc_low"],
-                                with_probe.loc[without.index, "acc_high"])],
-    }, index=without.index)
-    frame.index.name = "option"
-    return frame.reset_index()
+    with_probe = advisor.advise(answers, assumptions).options
+    without = advisor.advise(replace(answers, probe=None), assumptions).options
+    return probe_comparison_table(without, with_probe)

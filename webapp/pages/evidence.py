@@ -2,7 +2,9 @@
 import streamlit as st
 
 from webapp import charts, ui
-from webapp.presentation import hardware_descriptions
+from study.labels import backbone_label
+from webapp.presentation import ENERGY_SOURCES, method_label
+from webapp.provenance import hardware_descriptions
 
 st.title("Evidence explorer")
 st.caption("Every measured run of the study. Filter, look, and download what you filtered.")
@@ -12,8 +14,9 @@ machines = hardware_descriptions(evidence.tables["hardware"])
 
 filters = st.columns(5)
 datasets = filters[0].multiselect("Dataset", sorted(runs["dataset"].unique()), key="f_dataset")
-backbones = filters[1].multiselect("Backbone", sorted(runs["backbone"].unique()), key="f_backbone")
-methods = filters[2].multiselect("Method", sorted(runs["method"].unique()), key="f_method")
+backbones = filters[1].multiselect("Backbone", sorted(runs["backbone"].unique()), format_func=backbone_label,
+                                   key="f_backbone")
+methods = filters[2].multiselect("Method", sorted(runs["method"].unique()), format_func=method_label, key="f_method")
 k_values = filters[3].multiselect("Images per class (k)", sorted(runs["images_per_class"].unique()), key="f_k")
 hardware = filters[4].multiselect("Hardware", sorted(runs["hardware_id"].unique()),
                                   format_func=lambda key: machines.get(key, key), key="f_hardware")
@@ -29,10 +32,19 @@ if selected.empty:
     st.stop()
 st.altair_chart(charts.evidence_accuracy_by_k(selected), theme=None)
 st.altair_chart(charts.evidence_accuracy_vs_time(selected), width="stretch", theme=None)
-st.caption("CPU energy in these runs is an estimate (energy_source = 'estimated'), GPU energy an NVML measurement.")
-columns = ["dataset", "backbone", "method", "images_per_class", "seed", "resolution", "accuracy",
-           "balanced_accuracy", "macro_f1", "total_s", "energy_j", "energy_source", "peak_memory_mb", "device_type",
-           "n_trials", "finished_at"]
-st.dataframe(selected[columns], hide_index=True)
-st.download_button("Download these runs (CSV)", data=selected.to_csv(index=False), file_name="extract-or-tune-runs.csv",
+st.caption(f"Energy: CPU runs are {ENERGY_SOURCES['estimated']}; GPU runs are {ENERGY_SOURCES['nvml']}.")
+table = selected.assign(
+    method_name=selected["method"].map(method_label), backbone_name=selected["backbone"].map(backbone_label),
+    machine=selected["hardware_id"].map(lambda key: machines.get(key, key)),
+    energy=selected["energy_source"].map({"estimated": "estimated", "nvml": "measured (NVML)"}))
+columns = {"dataset": "Dataset", "backbone_name": "Backbone", "method_name": "Method",
+           "images_per_class": "Images per class (k)", "seed": "Seed", "resolution": "Resolution (px)",
+           "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro F1",
+           "total_s": "Wall time (s)", "energy_j": "Energy (J)", "energy": "Energy source",
+           "peak_memory_mb": "Peak memory (MB)", "machine": "Machine", "n_trials": "Trials",
+           "finished_at": "Finished (UTC)"}
+st.dataframe(table[list(columns)].rename(columns=columns), hide_index=True)
+export = table[list(columns) + ["method", "backbone", "run_id"]].rename(
+    columns={**columns, "method": "Method id", "backbone": "Backbone id", "run_id": "Run id"})
+st.download_button("Download these runs (CSV)", data=export.to_csv(index=False), file_name="extract-or-tune-runs.csv",
                    mime="text/csv", on_click="ignore")

@@ -2,19 +2,22 @@
 import streamlit as st
 
 from webapp import report, ui
-from webapp.presentation import evidence_summary, numbers_table
+from webapp.presentation import numbers_table, readable
+from webapp.provenance import evidence_summary
 
 st.title("Guidelines")
-st.caption("Derived from the measured runs by recommender.guidelines; they change as the evidence grows.")
+st.caption("Derived from the measured runs, with the numbers behind each; they change as the evidence grows.")
 evidence = ui.evidence()
 guidelines = ui.guidelines(evidence)
 for number, guideline in enumerate(guidelines, start=1):
     with st.container(border=True):
-        st.subheader(f"{number}. {guideline.title}")
-        st.markdown(guideline.statement)
+        st.subheader(f"{number}. {readable(guideline.title)}")
+        st.markdown(readable(guideline.statement))
         if guideline.numbers:
-            st.dataframe(numbers_table(guideline.numbers), hide_index=True)
+            st.dataframe(numbers_table(guideline.numbers).rename(columns={"number": "Number", "value": "Value"}),
+                         hide_index=True)
 summary = evidence_summary(evidence.tables)
+provenance = ui.sources(evidence)
 ui.warm_pdf_renderer()
 st.download_button("Download the guidelines (PDF)", on_click="ignore", file_name="extract-or-tune-guidelines.pdf",
-                   mime="application/pdf", data=lambda: report.guidelines_document(guidelines, summary))
+                   mime="application/pdf", data=lambda: report.guidelines_document(guidelines, summary, provenance))

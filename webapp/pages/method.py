@@ -1,25 +1,33 @@
-"""Method & provenance page: how the evidence was produced and how good the recommender's decisions are."""
+"""Method & provenance page: how the evidence was produced, every source the advice uses, and how good the
+recommender's decisions are."""
 import pandas as pd
 import streamlit as st
 
 from webapp import ui
 from recommender.evidence import REGENERATE_COMMAND
-from webapp.presentation import (commits, energy_sources, evidence_summary, grid_coverage,
-                                      hardware_descriptions, software_versions)
+from webapp.provenance import (commits, energy_sources, evaluation_summary, evaluation_table, evidence_summary,
+                               grid_coverage, hardware_table, software_versions)
 
 st.title("Method & provenance")
 evidence = ui.evidence()
 tables = evidence.tables
 runs = tables["runs"]
 st.markdown(
-    "Each run is one (dataset, backbone, method, images per class k, seed, resolution) measured by "
-    f"`python -m study.run`; `{REGENERATE_COMMAND}` regenerates the shipped grid. Feature extraction trains a "
-    "linear classifier on frozen ImageNet features (C chosen by cross-validation on the training subset); "
-    "fine-tuning selects its learning rate and stopping point on a validation split of the training subset. "
+    "Each run is one (dataset, backbone, method, images per class k, seed, resolution), measured by the study's "
+    f"own code (`{REGENERATE_COMMAND}` regenerates the shipped grid). Feature extraction trains a linear classifier "
+    "on frozen ImageNet features (its regularisation chosen by cross-validation on the training images); "
+    "fine-tuning selects its learning rate and stopping point on a validation split of the training images. "
     "Nothing is selected on test data.")
 st.subheader("The evidence at a glance")
 summary = evidence_summary(tables)
-st.table(pd.DataFrame({"": list(summary), "value": list(summary.values())}))
+st.table(pd.DataFrame({"What": list(summary), "Value": list(summary.values())}).set_index("What"))
+
+st.subheader("Sources of every number the advice uses")
+st.markdown("Accuracy comes from the study's runs (and your probe); time and energy from measured throughputs, "
+            "translated to your hardware and resolution; CO₂, money and people's time from the stated sources and "
+            "assumptions below. The Advisor's report (PDF) carries the same list.")
+st.table(ui.sources(evidence).set_index("What"))
+
 st.subheader("Energy: measured or estimated")
 st.warning("CPU energy is an **estimate** (10 W per busy thread x threads x wall time), not a measurement; "
            "GPU energy is measured with NVIDIA's NVML counter. Every run records which.")
@@ -27,9 +35,7 @@ st.dataframe(energy_sources(runs), hide_index=True)
 st.subheader("Grids")
 st.dataframe(grid_coverage(runs), hide_index=True)
 st.subheader("Hardware")
-machines = hardware_descriptions(tables["hardware"])
-st.dataframe(tables["hardware"].assign(description=tables["hardware"]["hardware_id"].map(machines)),
-             hide_index=True)
+st.dataframe(hardware_table(tables["hardware"]), hide_index=True)
 st.subheader("Software versions and code")
 st.dataframe(software_versions(runs), hide_index=True)
 st.dataframe(commits(runs), hide_index=True)
@@ -39,14 +45,16 @@ st.caption(f"{len(tables['trials']):,} fine-tuning trials stored; "
 
 st.subheader("Decision quality of the recommender")
 st.markdown("Leave one dataset out: the advisor, fitted without a dataset, advises on it; its pick is scored by "
-            "that dataset's own measurements against the best option in hindsight (regret, accuracy points) and "
-            "against always fine-tuning, always extracting and a k-threshold rule of thumb.")
+            "that dataset's own measurements against the best option in hindsight (regret, in accuracy points) and "
+            "against fixed policies (always fine-tune, always extract, a k-threshold rule of thumb).")
 quality, headline = ui.decision_quality()
-if quality is None:
+if quality is None and not headline:
     st.info("Not evaluated yet. Run `python -m recommender.evaluate` to measure it.")
-else:
-    st.dataframe(quality, hide_index=True)
-    st.caption("Regret columns: mean accuracy points below the best within-budget option in hindsight (lower is "
-               "better); mae columns: mean absolute error of the predicted accuracy, in points.")
 if headline:
-    st.json(headline, expanded=False)
+    st.markdown("**Headline figures**")
+    st.table(evaluation_summary(headline).set_index("Measure"))
+if quality is not None:
+    st.markdown("**Per held-out dataset**")
+    st.table(evaluation_table(quality).set_index("Held-out dataset"))
+    st.caption("Regret: accuracy points below the best within-budget option in hindsight (lower is better). Accuracy "
+               "error: mean absolute difference between the predicted and the measured accuracy, in points.")

@@ -1,0 +1,183 @@
+"""Where the app's numbers come from, for people: the evidence at a glance, every source the advice uses (the GPU
+pilot included while the evidence has no GPU runs), hardware, software, and the recommender's evaluation, with
+human column names. Shared by the Method page and the PDFs."""
+from __future__ import annotations
+
+import pandas as pd
+
+from recommender.carbon import SOURCE as GRID_SOURCE
+from recommender.hardware import HARDWARE
+from study.labels import backbone_label
+from webapp.presentation import ENERGY_SOURCES, format_number, method_label, readable
+
+POLICY_NAMES = {
+    "recommender": "the recommender", "recommender_without_probe": "the recommender without a probe",
+    "best_fixed": "the best fixed option", "always_fe": "always extract", "always_ft": "always fine-tune",
+    "paper_rule": "the paper's k-threshold rule", "rule_of_thumb": "the k-threshold rule of thumb",
+    "oracle": "the best option in hindsight",
+}
+SETTING_NAMES = {"probe": "with the probe", "probe_informed": "with the probe", "questionnaire": "questionnaire only",
+                 "questionnaire_only": "questionnaire only"}
+MEASURE_NAMES = {
+    "decisions": "Decisions scored",
+    "decisions_all_policies_measured": "Decisions where every policy's pick was measured",
+    "held_out_datasets": "Held-out datasets", "mean_regret_points": "Mean regret (accuracy points below the best)",
+    "budget_violations": "Budgets broken", "accuracy_mae_points": "Accuracy error (points)",
+    "interval_coverage": "80% interval coverage", "median_interval_width_points": "Median interval width (points)",
+    "predictions": "Predictions scored", "extraction_options": "extraction options",
+    "fine_tuning_options": "fine-tuning options", "coverage_by_basis": "80% interval coverage by basis",
+    "below_chance_intervals": "Intervals reaching below chance", "seconds": "Evaluation time (s)",
+    "share_datasets_recommender_below_every_baseline": "Share of datasets where the recommender beats every baseline",
+    "share_datasets_recommender_at_or_below_every_baseline":
+        "Share of datasets where the recommender matches or beats every baseline",
+    **SETTING_NAMES, **POLICY_NAMES,
+}
+
+
+def _words(key: str) -> str:
+    return MEASURE_NAMES.get(key, str(key).replace("_", " "))
+
+
+def hardware_descriptions(hardware: pd.DataFrame) -> dict[str, str]:
+    """hardware_id -> a readable machine description (GPU model, else CPU model and cores)."""
+    described = {}
+    for row in hardware.itertuples():
+        if isinstance(row.gpu_model, str) and row.gpu_model:
+            described[row.hardware_id] = f"{row.gpu_model} (x{row.gpu_count})"
+        else:
+            described[row.hardware_id] = f"{row.cpu_model}, {row.cpu_count} cores, {row.memory_gb:.0f} GB"
+    return described
+
+
+def evidence_summary(tables: dict) -> dict[str, str]:
+    """The evidence in a few labelled lines: what was measured, where, when and how energy was obtained."""
+    runs = tables["runs"]
+    machines = hardware_descriptions(tables["hardware"]) if not tables["hardware"].empty else {}
+    energy = runs["energy_source"].value_counts()
+    return {
+        "Runs": f"{len(runs):,}",
+        "Datasets": ", ".join(sorted(runs["dataset"].unique())),
+        "Backbones": ", ".join(sorted(backbone_label(b) for b in runs["backbone"].unique())),
+        "Methods": "; ".join(sorted(method_label(m) for m in runs["method"].unique())),
+        "Images per class": f"{runs['images_per_class'].min():,} to {runs['images_per_class'].max():,}",
+        "Grids": ", ".join(f"{grid} ({count})" for grid, count in runs["grid"].value_counts().items()),
+        "Hardware": "; ".join(machines.get(h, h) for h in runs["hardware_id"].unique()),
+        "Measured": f"{str(runs['started_at'].min())[:16]} to {str(runs['finished_at'].max())[:16]} (UTC)",
+        "Energy": "; ".join(f"{count} runs {ENERGY_SOURCES.get(source, source)}" for source, count in energy.items()),
+    }
+
+
+def sources_table(cost_references: dict | None = None, n_runs: int | None = None,
+                  hardware_keys: list[str] | None = None) -> pd.DataFrame:
+    """Every source the advice uses, one row each: the study's runs, the GPU pilot (while the evidence has no GPU
+    runs), the hardware profiles, grid intensity, PUE, the energy models and the assumptions."""
+    from recommender.costs import ASSUMPTION_SOURCES, GPU_PILOT_SOURCE
+
+    references = cost_references or {}
+    runs = f" ({n_runs:,} runs)" if n_runs else ""
+    rows = [("Accuracy of every option", f"the study's measured runs{runs}, and your probe when you measure one: "
+                                         "a model fitted to them, its 80% intervals calibrated by leaving one "
+                                         "dataset out"),
+            ("CPU time and energy", "the study's runs on its 2-core CPU; energy " + ENERGY_SOURCES["estimated"])]
+    gpu = references.get("gpu")
+    if gpu is None or gpu.get("basis") == GPU_PILOT_SOURCE:
+        rows.append(("GPU time and energy", f"{GPU_PILOT_SOURCE}: images per second and joules per image of "
+                                            "MobileNetV2 and EfficientNet-Lite0 at 224 px, extraction and training; "
+                                            "used while the study has no GPU runs"))
+    else:
+        rows.append(("GPU time and energy", f"the study's GPU runs on {HARDWARE[gpu['hardware']].name}; energy "
+                                            f"{readable(gpu.get('energy_basis', 'NVML counter'))}"))
+    rows.append(("Other hardware", "scaled from the measured machine by the geometric mean of the compute and "
+                                   "memory-bandwidth ratios of the hardware profiles below (a stated model)"))
+    rows.append(("Other resolutions", "costs scaled by pixel count from the resolution they were measured at"))
+    for key in hardware_keys or list(HARDWARE):
+        profile = HARDWARE[key]
+        rows.append((f"Hardware profile: {profile.name}",
+                     f"{profile.source} ({profile.date}); {profile.board_power_w:g} W, "
+                     f"${profile.price_usd_per_h:g}/h" + (", your own machine (PUE 1.0)" if profile.personal else "")))
+    rows += [("Grid carbon intensity", readable(GRID_SOURCE)),
+             ("Power usage effectiveness (PUE)", readable(ASSUMPTION_SOURCES["pue"])),
+             ("Human hours and hourly rate", "assumptions you can edit: set-up hours per method, hours per "
+                                             "fine-tuning trial, engineer hourly rate"),
+             ("Fine-tuning trials", readable(ASSUMPTION_SOURCES["ft_trials"]))]
+    return pd.DataFrame(rows, columns=["What", "Source"])
+
+
+def hardware_table(hardware: pd.DataFrame) -> pd.DataFrame:
+    machines = hardware_descriptions(hardware)
+    return pd.DataFrame({
+        "Machine": hardware["hardware_id"].map(machines), "Device": hardware["device_type"].str.upper(),
+        "CPU": hardware["cpu_model"], "Cores": hardware["cpu_count"], "PyTorch threads": hardware["torch_threads"],
+        "Memory (GB)": hardware["memory_gb"].round(1), "GPU": hardware["gpu_model"].fillna("none"),
+        "GPUs": hardware["gpu_count"], "Machine id": hardware["hardware_id"]})
+
+
+def software_versions(runs: pd.DataFrame) -> pd.DataFrame:
+    """Distinct software stacks the runs were measured with, and how many runs each."""
+    names = {"python_version": "Python", "torch_version": "PyTorch", "timm_version": "timm",
+             "sklearn_version": "scikit-learn", "numpy_version": "NumPy", "cuda_version": "CUDA"}
+    table = runs.fillna({c: "" for c in names}).groupby(list(names), as_index=False).agg(runs=("run_id", "count"))
+    return table.rename(columns={**names, "runs": "Runs"})
+
+
+def commits(runs: pd.DataFrame) -> pd.DataFrame:
+    """The code versions (git commits) that produced the runs, with their run counts and dates."""
+    table = (runs.groupby("git_commit", as_index=False)
+             .agg(runs=("run_id", "count"), first_run=("started_at", "min"), last_run=("finished_at", "max"))
+             .sort_values("first_run"))
+    return table.rename(columns={"git_commit": "Code version (git commit)", "runs": "Runs", "first_run": "First run",
+                                 "last_run": "Last run"})
+
+
+def grid_coverage(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per grid and dataset: the backbones, methods, k values and seeds measured."""
+    table = (runs.groupby(["grid", "dataset"], as_index=False)
+             .agg(runs=("run_id", "count"), backbones=("backbone", "nunique"), methods=("method", "nunique"),
+                  k_values=("images_per_class", "nunique"), seeds=("seed", "nunique"),
+                  resolution_px=("resolution", "max")))
+    return table.rename(columns={"grid": "Grid", "dataset": "Dataset", "runs": "Runs", "backbones": "Backbones",
+                                 "methods": "Methods", "k_values": "Values of k", "seeds": "Seeds",
+                                 "resolution_px": "Resolution (px)"})
+
+
+def energy_sources(runs: pd.DataFrame) -> pd.DataFrame:
+    counts = runs.groupby(["device_type", "energy_source"], as_index=False).agg(runs=("run_id", "count"))
+    return pd.DataFrame({"Device": counts["device_type"].str.upper(), "Runs": counts["runs"],
+                         "Energy": counts["energy_source"].map(lambda s: ENERGY_SOURCES.get(s, s))})
+
+
+def evaluation_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-dataset evaluation with human column names: regret per policy, accuracy error, coverage, width."""
+    def name(column: str) -> str:
+        if column == "dataset":
+            return "Held-out dataset"
+        for suffix, words in (("_regret", "Regret, {} (points)"), ("_violates", "Budgets broken, {}")):
+            if column.endswith(suffix):
+                return words.format(POLICY_NAMES.get(column.removesuffix(suffix), _words(column.removesuffix(suffix))))
+        for prefix, words in (("mae_", "Accuracy error, {} (points)"), ("coverage_", "80% interval coverage, {}"),
+                              ("width_", "Interval width, {} (points)")):
+            if column.startswith(prefix):
+                return words.format(SETTING_NAMES.get(column.removeprefix(prefix), _words(column.removeprefix(prefix))))
+        return _words(column).capitalize()
+    return table.rename(columns={column: name(column) for column in table.columns})
+
+
+def evaluation_summary(summary: dict) -> pd.DataFrame:
+    """The evaluation's headline figures as (measure, value) rows; nested groups joined with commas."""
+    rows = []
+
+    def walk(prefix: list[str], value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(prefix + [key], inner)
+            return
+        words = [_words(part) for part in prefix]
+        rest = [word[0].lower() + word[1:] if word[:1].isupper() and not word[1:2].isupper() else word
+                for word in words[1:]]
+        label = words[0] + (": " + ", ".join(rest) if rest else "")
+        shown = f"{value:.0%}" if isinstance(value, float) and ("share" in prefix[0] or "coverage" in prefix[-1]
+                                                                  or prefix[0] == "coverage_by_basis") \
+            else format_number(value)
+        rows.append({"Measure": readable(label[0].upper() + label[1:]), "Value": shown})
+    walk([], summary)
+    return pd.DataFrame(rows, columns=["Measure", "Value"])
