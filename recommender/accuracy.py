@@ -189,13 +189,27 @@ class QuestionnaireModel:
                              "extrapolated": k > k_measured + 1e-9}, index=tasks.index)
 
 
+def anchor_table(curves: dict, chance: float) -> pd.DataFrame:
+    """Every (probed option, probe k) of one probe as a possible anchor: z there, and the curve's local slope in z
+    per doubling of k (between the neighbouring probe points)."""
+    records = []
+    for anchor, curve in curves.items():
+        ks = sorted(curve)
+        z = {k: float(to_z(curve[k], chance)) for k in ks}
+        for position, k in enumerate(ks):
+            low, high = ks[max(0, position - 1)], ks[min(len(ks) - 1, position + 1)]
+            slope = (z[high] - z[low]) / np.log2(high / low) if high != low else 0.0
+            records.append({"anchor": anchor, "anchor_k": k, "z_anchor": z[k], "slope": slope})
+    return pd.DataFrame(records, columns=["anchor", "anchor_k", "z_anchor", "slope"])
+
+
 class ProbeAnchoredModel(QuestionnaireModel):
     """Accuracy anchored on the user's probe: fit(rows, probes) / predict(task rows, probe curves)."""
 
     @staticmethod
     def anchor(option: tuple[str, str], curves: dict) -> tuple[str, str] | None:
-        """The probed option an option is predicted from: itself if probed, else the linear probe of its backbone,
-        else the first linear probe measured."""
+        """The probed option an option is mainly predicted from: itself if probed, else the linear probe of its
+        backbone, else the first linear probe measured."""
         if option in curves:
             return option
         same_backbone = (ANCHOR_METHOD, option[1])
@@ -204,126 +218,117 @@ class ProbeAnchoredModel(QuestionnaireModel):
         linear = sorted(o for o in curves if o[0] == ANCHOR_METHOD)
         return linear[0] if linear else (sorted(curves)[0] if curves else None)
 
-    @staticmethod
-    def _anchor_terms(curve: dict[int, float], chance: float, k: float) -> tuple[int, float, float]:
-        """(anchor k: the probe's k nearest to ``k`` in log scale, z there, the curve's local slope in z per doubling
-        of k around it)."""
-        ks = sorted(curve)
-        position = int(np.argmin([abs(np.log(k / probe_k)) for probe_k in ks]))
-        anchor = ks[position]
-        z_anchor = float(to_z(curve[anchor], chance))
-        low, high = ks[max(0, position - 1)], ks[min(len(ks) - 1, position + 1)]
-        if low == high:
-            return anchor, z_anchor, 0.0
-        slope = float(to_z(curve[high], chance) - to_z(curve[low], chance)) / np.log2(high / low)
-        return anchor, z_anchor, slope
-
     def _offset_design(self, k: np.ndarray, anchor_k: np.ndarray, z_anchor: np.ndarray, slope: np.ndarray):
         span = np.log2(np.maximum(k, 1.0) / anchor_k)
         return np.column_stack([k_hats(k), span * (z_anchor - self.z_centre_), span * slope])
 
-    def _offset_rows(self, rows: pd.DataFrame, probes: dict) -> pd.DataFrame:
-        """Training rows for the offsets: every evidence row of a probed dataset, once per probed option and probe k
-        as the anchor."""
-        records = []
-        for row in rows.itertuples(index=False):
-            for anchor, curve in probes.get(row.dataset, {}).items():
-                for probe_k in sorted(curve):
-                    anchor_k, z_anchor, slope = self._anchor_terms(curve, row.chance, probe_k)
-                    records.append({"dataset": row.dataset, "option": (row.method, row.backbone), "anchor": anchor,
-                                    "images_per_class": row.images_per_class, "anchor_k": anchor_k,
-                                    "z_anchor": z_anchor, "slope": slope,
-                                    "offset": float(to_z(row.accuracy, row.chance)) - z_anchor})
-        return pd.DataFrame(records)
+    @staticmethod
+    def _anchored(rows: pd.DataFrame, anchors: pd.DataFrame) -> pd.DataFrame:
+        """Every evidence row paired with every anchor of its dataset's probe; ``offset`` = z(row) - z(anchor)."""
+        paired = rows.merge(anchors, on="dataset")
+        return paired.assign(offset=paired["z"] - paired["z_anchor"])
 
-    def _fit_offsets(self, offsets: pd.DataFrame) -> dict:
+    def _fit_offsets(self, anchored: pd.DataFrame) -> dict:
         """One ridge per (option, probed anchor option, anchor k): the offset's curve in log k and its modifiers."""
         penalty = np.r_[np.full(len(KNOTS_K), CURVE_PENALTY), MODIFIER_PENALTY, MODIFIER_PENALTY]
-        coefs = {}
-        for (option, anchor, anchor_k), group in offsets.groupby(["option", "anchor", "anchor_k"]):
-            x = self._offset_design(group["images_per_class"].to_numpy(float), group["anchor_k"].to_numpy(float),
-                                    group["z_anchor"].to_numpy(float), group["slope"].to_numpy(float))
-            coefs[(option, anchor, int(anchor_k))] = ridge(x, group["offset"].to_numpy(float), penalty)
-        return coefs
+        x = self._offset_design(anchored["images_per_class"].to_numpy(float), anchored["anchor_k"].to_numpy(float),
+                                anchored["z_anchor"].to_numpy(float), anchored["slope"].to_numpy(float))
+        y = anchored["offset"].to_numpy(float)
+        groups = anchored.groupby(["option", "anchor", "anchor_k"], sort=False).indices
+        return {(option, anchor, int(anchor_k)): ridge(x[index], y[index], penalty)
+                for (option, anchor, anchor_k), index in groups.items()}
 
-    def _bias(self, rows: pd.DataFrame, probes: dict) -> dict:
+    @staticmethod
+    def _bias(anchored: pd.DataFrame) -> dict:
         """Per (option, probed option): the median z difference between the study's measurement of the option and
         the probe's measurement of the probed option at the same k. With the probed option itself this is the
         probe-to-study bias; with the others, what their probes say about it. The median, so one odd dataset does
         not move all."""
-        gaps: dict = {}
-        for row in rows.itertuples(index=False):
-            k = int(round(row.images_per_class))
-            for probed, curve in probes.get(row.dataset, {}).items():
-                if k in curve:
-                    gaps.setdefault(((row.method, row.backbone), probed), []).append(
-                        float(to_z(row.accuracy, row.chance) - to_z(curve[k], row.chance)))
-        return {key: float(np.median(values)) for key, values in gaps.items()}
+        same_k = anchored[anchored["images_per_class"].round() == anchored["anchor_k"]]
+        return {key: float(value) for key, value in same_k.groupby(["option", "anchor"])["offset"].median().items()}
 
     def fit(self, rows: pd.DataFrame, probes: dict) -> "ProbeAnchoredModel":
-        rows = rows[rows["dataset"].isin(probes)].assign(
-            option=lambda r: list(zip(r["method"], r["backbone"]))).reset_index(drop=True)
+        rows = rows[rows["dataset"].isin(probes)].reset_index(drop=True)
+        rows = rows.assign(option=list(zip(rows["method"], rows["backbone"])), z=to_z(rows["accuracy"], rows["chance"]))
+        chance = rows.groupby("dataset")["chance"].first()
+        anchors = pd.concat([anchor_table(probes[d], chance[d]).assign(dataset=d) for d in chance.index])
         self.options_ = sorted(set(rows["option"]))
         self.k_measured_ = _measured_k(rows)
-        self.z_centre_ = 0.0
-        self._fit_parts(rows, probes)
+        anchored = self._anchored(rows, anchors)
+        self._fit_parts(anchored)
         residuals = []
-        for dataset in rows["dataset"].unique():
-            held = rows["dataset"] == dataset
+        for dataset in chance.index:
+            held = anchored["dataset"] == dataset
             if held.all():
                 continue
             fold = ProbeAnchoredModel()
             fold.options_, fold.k_measured_ = self.options_, self.k_measured_
-            fold._fit_parts(rows[~held], {d: c for d, c in probes.items() if d != dataset})
-            tasks = rows[held]
+            fold._fit_parts(anchored[~held])
+            tasks = rows[rows["dataset"] == dataset]
             z, kinds = fold._z(tasks, probes[dataset])
-            residuals.append(pd.DataFrame({"residual": to_z(tasks["accuracy"], tasks["chance"]) - z,
-                                           "kind": kinds, "dataset": dataset}))
+            residuals.append(pd.DataFrame({"residual": tasks["z"].to_numpy() - z, "kind": kinds, "dataset": dataset}))
         self.conformal_ = _Conformal().calibrate(pd.concat(residuals) if residuals else
                                                  pd.DataFrame({"residual": [], "kind": [], "dataset": []}))
         return self
 
-    def _fit_parts(self, rows: pd.DataFrame, probes: dict) -> None:
-        offsets = self._offset_rows(rows, probes)
-        self.z_centre_ = float(offsets["z_anchor"].mean()) if len(offsets) else 0.0
-        self.offsets_ = self._fit_offsets(offsets)
-        self.bias_ = self._bias(rows, probes)
+    def _fit_parts(self, anchored: pd.DataFrame) -> None:
+        self.z_centre_ = float(anchored["z_anchor"].mean()) if len(anchored) else 0.0
+        self.offsets_ = self._fit_offsets(anchored)
+        self.fitted_anchor_ks_ = {}  # (option, probed option) -> the anchor k with fitted offsets
+        for option, anchor, anchor_k in self.offsets_:
+            self.fitted_anchor_ks_.setdefault((option, anchor), set()).add(anchor_k)
+        self.bias_ = self._bias(anchored)
+
+    def _measured(self, option, k: float, chance: float, curves: dict) -> float | None:
+        """Inside the probe's range of k, for a probed option: its measurement (interpolated in log k), averaged
+        with what the other probed options' measurements say about it (OWN_WEIGHT for its own)."""
+        curve = curves.get(option)
+        if not curve or not min(curve) <= k <= max(curve) or (option, option) not in self.bias_:
+            return None
+        said, weights = [], []
+        for probed, other in curves.items():
+            if (option, probed) in self.bias_ and min(other) <= k <= max(other):
+                ks = np.array(sorted(other), float)
+                z_points = to_z([other[int(p)] for p in ks], chance)
+                said.append(np.interp(np.log(k), np.log(ks), z_points) + self.bias_[(option, probed)])
+                weights.append(OWN_WEIGHT if probed == option else (1 - OWN_WEIGHT) / max(1, len(curves) - 1))
+        return float(np.average(said, weights=weights))
+
+    def _predicted(self, option, k: float, anchors: dict, preferred) -> float:
+        """Offsets from every probed option, each anchored at its probe k nearest to ``k`` (among those the study's
+        probes had), averaged (OWN_WEIGHT for the preferred anchor). ``anchors``: probed option -> rows of
+        (anchor k, z there, slope) as from ``anchor_table``."""
+        said, weights = [], []
+        for anchor, points in anchors.items():
+            fitted = self.fitted_anchor_ks_.get((option, anchor), set())
+            usable = [point for point in points if point[0] in fitted]
+            if not usable:
+                continue
+            anchor_k, z_anchor, slope = min(usable, key=lambda point: abs(np.log(k / point[0])))
+            x = self._offset_design(np.array([k]), np.array([anchor_k], float), np.array([z_anchor]),
+                                    np.array([slope]))
+            said.append(z_anchor + float((x @ self.offsets_[(option, anchor, int(anchor_k))])[0]))
+            weights.append(OWN_WEIGHT if anchor == preferred else (1 - OWN_WEIGHT) / max(1, len(anchors) - 1))
+        if not said:
+            raise ValueError(f"no evidence to predict {option} from a probe")
+        return float(np.average(said, weights=weights))
 
     def _z(self, tasks: pd.DataFrame, curves: dict) -> tuple[np.ndarray, list[str]]:
         """z predictions and their kind (MEASURED, PREDICTED_FE, PREDICTED_FT) for each task row."""
         z, kinds = np.zeros(len(tasks)), []
+        tables = {}
         for position, row in enumerate(tasks.itertuples(index=False)):
             option, chance, k = (row.method, row.backbone), 1.0 / row.n_classes, float(row.images_per_class)
-            curve = curves.get(option)
-            if curve and min(curve) <= k <= max(curve) and (option, option) in self.bias_:
-                # Every probed option measured here says something about this one: average what they say.
-                said, weights = [], []
-                for probed, other in curves.items():
-                    if (option, probed) in self.bias_ and min(other) <= k <= max(other):
-                        ks = np.array(sorted(other), float)
-                        z_points = to_z([other[int(p)] for p in ks], chance)
-                        said.append(np.interp(np.log(k), np.log(ks), z_points) + self.bias_[(option, probed)])
-                        weights.append(OWN_WEIGHT if probed == option else (1 - OWN_WEIGHT) / 3)
-                z[position] = float(np.average(said, weights=weights))
+            measured = self._measured(option, k, chance, curves)
+            if measured is not None:
+                z[position] = measured
                 kinds.append(MEASURED)
                 continue
-            preferred = self.anchor(option, curves)
-            said, weights = [], []
-            for anchor, curve in curves.items():
-                fitted = [a for o, p, a in self.offsets_ if o == option and p == anchor]
-                if not fitted:
-                    continue
-                anchor_k = self._anchor_terms(curve, chance, k)[0]
-                usable = {a: v for a, v in curve.items() if a in fitted} or curve  # the k the study's probes had
-                anchor_k, z_anchor, slope = self._anchor_terms(usable, chance, anchor_k)
-                coef = self.offsets_[(option, anchor, min(fitted, key=lambda a: abs(np.log(a / anchor_k))))]
-                x = self._offset_design(np.array([k]), np.array([anchor_k], float), np.array([z_anchor]),
-                                        np.array([slope]))
-                said.append(z_anchor + float((x @ coef)[0]))
-                weights.append(OWN_WEIGHT if anchor == preferred else (1 - OWN_WEIGHT) / max(1, len(curves) - 1))
-            if not said:
-                raise ValueError(f"no evidence to predict {option} from a probe")
-            z[position] = float(np.average(said, weights=weights))
+            if chance not in tables:
+                table = anchor_table(curves, chance)
+                tables[chance] = {anchor: list(zip(group["anchor_k"], group["z_anchor"], group["slope"]))
+                                  for anchor, group in table.groupby("anchor", sort=False)}
+            z[position] = self._predicted(option, k, tables[chance], self.anchor(option, curves))
             kinds.append(PREDICTED_FT if row.method.startswith("ft_") else PREDICTED_FE)
         return z, kinds
 

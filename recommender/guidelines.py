@@ -116,9 +116,9 @@ def tuning_cost(trials: pd.DataFrame) -> Guideline:
     lost = {int(n): round(float(100 * v), 1) for n, v in zip(curve["n_trials"], curve["accuracy_vs_full_grid"])}
     full = int(curve["n_trials"].max())
     return Guideline("What tuning costs",
-                     f"Trying one learning rate instead of {full} lost {-lost[1]:.1f} accuracy points on average "
-                     f"(the choice made on validation, scored on test; {int(curve['runs'].iloc[0])} fine-tuning runs); "
-                     f"each extra trial costs a full training run.",
+                     f"Trying one learning rate instead of {full} changed test accuracy by {lost[1]:+.1f} points on "
+                     f"average (the choice made on validation, scored on test; {int(curve['runs'].iloc[0])} "
+                     "fine-tuning runs); each extra trial costs a full training run.",
                      {"points vs full grid by trials": lost, "runs": int(curve["runs"].iloc[0])})
 
 
@@ -155,10 +155,21 @@ def to_markdown(guidelines: list[Guideline], tables: dict) -> str:
              f"{runs['dataset'].nunique()} datasets (last run {runs['finished_at'].max()}).", ""]
     for number, guideline in enumerate(guidelines, 1):
         lines += [f"## {number}. {guideline.title}", "", guideline.statement, ""]
-        for key, value in guideline.numbers.items():
-            lines.append(f"- {key}: {value}")
+        lines += _bullets(guideline.numbers)
         lines.append("")
     return "\n".join(lines)
+
+
+def _bullets(numbers: dict, depth: int = 0) -> list[str]:
+    """Nested numbers as nested bullet lists (never a raw dict)."""
+    lines = []
+    for key, value in numbers.items():
+        if isinstance(value, dict):
+            lines += [f"{'  ' * depth}- {key}:", *_bullets(value, depth + 1)]
+        else:
+            shown = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            lines.append(f"{'  ' * depth}- {key}: {shown}")
+    return lines
 
 
 def main(argv=None) -> int:

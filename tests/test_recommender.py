@@ -142,30 +142,32 @@ def test_accuracy_models_fit_deterministically(tables):
 
 
 def test_a_study_datasets_probe_predicts_its_measured_extraction_accuracy(tables):
-    """Left out of the fit, a dataset's own probe (what a user would measure) predicts its measured FE accuracy
-    at k = 10 within 3 points."""
-    probes = probe_curves_by_dataset(evidence_only(tables))
+    """Each study dataset in turn, left out of the fit: its own probe (what a user would measure) predicts its
+    measured feature-extraction accuracy at k = 10 within 3 points on average over the datasets (and within 5 on
+    each; the probe tests on at most 50 images a class)."""
+    evidence = evidence_only(tables)
+    probes, rows = probe_curves_by_dataset(evidence), evidence_rows(evidence)
     errors = {}
-    for dataset in ("flowers5", "rsscn7_aerial", "dtd_textures10"):
-        advisor = Advisor().fit(_without(tables, dataset))
-        rows = evidence_rows(evidence_only(tables))
+    for dataset in sorted(probes):
         measured = rows[(rows["dataset"] == dataset) & (rows["k_label"] == "10")
                         & rows["method"].str.startswith("fe_")].set_index(["method", "backbone"])["accuracy"]
         n_classes = int(rows.loc[rows["dataset"] == dataset, "n_classes"].iloc[0])
-        advice = advisor.advise(Questionnaire(n_classes=n_classes, images_per_class=10, hardware="cpu_2core",
-                                              probe=encode_probe(probes[dataset])))
+        advice = Advisor().fit(_without(tables, dataset)).advise(Questionnaire(
+            n_classes=n_classes, images_per_class=10, hardware="cpu_2core", probe=encode_probe(probes[dataset])))
         predicted = advice.options.set_index(["method", "backbone"])["acc_median"]
-        errors[dataset] = float(100 * (predicted[measured.index] - measured).abs().max())
-    assert max(errors.values()) <= 3.0, errors
+        assert (advice.options.set_index(["method", "backbone"]).loc[measured.index, "accuracy_basis"]
+                == "measured on your images by the probe").all()
+        errors[dataset] = float(100 * (predicted[measured.index] - measured).abs().mean())
+    assert len(errors) >= 8 and np.mean(list(errors.values())) <= 3.0 and max(errors.values()) <= 5.0, errors
 
 
 def test_predictions_beyond_the_measured_k_are_marked_extrapolated(advisor):
-    small = advisor.advise(Questionnaire(n_classes=5, images_per_class=20, hardware="cpu_2core"))
+    small = advisor.advise(Questionnaire(n_classes=5, images_per_class=5, hardware="cpu_2core"))
     large = advisor.advise(Questionnaire(n_classes=5, images_per_class=5000, hardware="cpu_2core"))
     assert not small.options["extrapolated"].any() and large.options["extrapolated"].all()
     assert any("extrapolation" in line for line in large.rationale)
     curve = large.curves[large.curves["option"] == large.recommended].set_index("images_per_class")
-    assert curve.loc[5000, "extrapolated"] and not curve.loc[20, "extrapolated"]
+    assert curve.loc[5000, "extrapolated"] and not curve.loc[5, "extrapolated"]
     widths = curve["acc_high"] - curve["acc_low"]
     assert widths.loc[5000] > 0 and (curve["acc_high"] <= 1).all()
 
@@ -181,7 +183,8 @@ def test_the_working_resolution_moves_compute_cost_and_says_where_accuracy_was_m
                                            colour=False)).options.set_index("option") for px in (128, 512)}
     ratio = at[512]["time_h"] / at[128]["time_h"]
     assert (at[512]["resolution"] == 224).all() and (at[128]["resolution"] == 128).all()
-    assert (ratio > 2.0).all()  # (224 / 128)^2 = 3.1 for the compute part; a fixed warm-up dilutes it
+    # (224 / 128)^2 = 3.1 for the compute; extraction's fixed model build and linear fit dilute it
+    assert (ratio > 1.1).all() and (ratio[[o.startswith("ft_") for o in ratio.index]] > 2.5).all()
     kept = advisor.advise(Questionnaire(n_classes=4, images_per_class=30, image_size_px=512, working_resolution_px=512,
                                         hardware="cpu_laptop")).options.set_index("option")
     assert (kept["time_h"] > at[512]["time_h"]).all() and (kept["resolution"] == 512).all()
@@ -204,7 +207,7 @@ def test_pue_defaults_to_the_kind_of_machine(advisor):
     laptop = advisor.advise(Questionnaire(hardware="cpu_laptop")).options
     cloud = advisor.advise(Questionnaire(hardware="a100")).options
     assert (laptop["pue"] == 1.0).all() and (cloud["pue"] == DATA_CENTRE_PUE).all()
-    assert (cloud["energy_kwh_with_pue"] == pytest.approx(cloud["energy_kwh"] * DATA_CENTRE_PUE))
+    assert np.allclose(cloud["energy_kwh_with_pue"], cloud["energy_kwh"] * DATA_CENTRE_PUE)
 
 
 def test_fine_tuning_costs_use_the_evidence_recipe(tables, advisor):
