@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from study.grid import recipe_of
+from study.markdown import markdown_table
 from study.selection import select_trial
 from study.store import DEFAULT_DB
 
@@ -135,8 +136,6 @@ def _verdict(value, good: str, bad: str) -> str:
 
 
 def render_markdown(result: dict) -> str:
-    from study.evidence import markdown_table
-
     budget, rates, checkpoints = result["budget"], result["learning_rates_check"], result["checkpoints"]
     lines = [f"Recipe `{result['recipe']}` (learning rates {', '.join(f'{r:g}' for r in result['learning_rates'])}); "
              "`python -m study.convergence` regenerates these tables.", "",

@@ -10,18 +10,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from study.convergence import render_markdown, report
+from study.grid_file import evidence_grids
+from study.markdown import markdown_table
 from study.store import DEFAULT_DB
 
 OUTPUT = DEFAULT_DB.parent / "EVIDENCE.md"
 K_ORDER = ["1", "2", "5", "10", "20", "50", "100", "max"]
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    frame = frame.astype(object).where(frame.notna(), "")
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
 
 
 def accuracy_table(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -115,9 +110,6 @@ def _recipes(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def render(db: Path) -> str:
-    from study.convergence import render_markdown, report
-    from study.grid_file import evidence_grids
-
     with duckdb.connect(str(db), read_only=True) as con:
         tables = {name: con.execute(f"SELECT * FROM {name}").df()
                   for name in ("runs", "trials", "trial_curves", "hardware", "datasets", "extractions")}

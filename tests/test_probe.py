@@ -12,8 +12,8 @@ from PIL import Image
 
 from study import probe as probe_module
 from study import upload
-from study.probe import (MAX_IMAGES, MAX_PER_CLASS, PROBE_BACKBONES, PROBE_METHODS, draws, main, probe,
-                         subsample)
+from study.probe import (MAX_IMAGES, MAX_PER_CLASS, MAX_TEST_PER_CLASS, MAX_TRAIN_PER_CLASS, PROBE_BACKBONES,
+                         PROBE_METHODS, draws, main, probe, subsample)
 from study.upload import UploadError, intake
 
 OPTIONS = {(method, backbone) for method in PROBE_METHODS for backbone in PROBE_BACKBONES}
@@ -113,13 +113,14 @@ def test_draws_are_stratified_disjoint_and_reproducible():
 
 
 def test_with_a_test_split_the_probe_trains_on_train_and_tests_on_test():
-    labels = np.r_[np.repeat(np.arange(3), 25), np.repeat(np.arange(3), 30)]
-    is_test = np.r_[np.zeros(75, bool), np.ones(90, bool)]
+    labels = np.r_[np.repeat(np.arange(3), 25), np.repeat(np.arange(3), MAX_TEST_PER_CLASS + 10)]
+    is_test = np.r_[np.zeros(75, bool), np.ones(3 * (MAX_TEST_PER_CLASS + 10), bool)]
     chosen = subsample(labels, is_test)
-    assert np.bincount(labels[chosen][~is_test[chosen]]).tolist() == [21, 21, 21]  # k = 20 plus one
-    assert np.bincount(labels[chosen][is_test[chosen]]).tolist() == [20, 20, 20]
+    assert np.bincount(labels[chosen][~is_test[chosen]]).tolist() == [MAX_TRAIN_PER_CLASS] * 3  # k = 20 plus one
+    assert np.bincount(labels[chosen][is_test[chosen]]).tolist() == [MAX_TEST_PER_CLASS] * 3
     for train, test in draws(labels[chosen], is_test[chosen], 20):
-        assert not is_test[chosen][train].any() and is_test[chosen][test].all() and len(test) == 60
+        assert not is_test[chosen][train].any() and is_test[chosen][test].all()
+        assert len(train) == 60 and len(test) == 3 * MAX_TEST_PER_CLASS
 
 
 def test_json_output_and_questionnaire_encoding(flowers, capsys):
@@ -160,11 +161,12 @@ def test_study_datasets_store_probe_curves(tmp_path, capsys):
     assert "probes" not in tables
     assert len(rows) == 16 and set(rows["dataset"]) == {"flowers5"} and set(rows["resolution"]) == {128}
     assert set(zip(rows["method"], rows["backbone"])) == OPTIONS and set(rows["k"]) == {2, 5, 10, 20}
-    assert (rows["repeats"] == 5).all() and (rows["images_used"] == 150).all()  # 5 classes x 30
+    # flowers5 has a test split: each class gives k = 20 plus one training images and MAX_TEST_PER_CLASS test images.
+    assert (rows["repeats"] == 5).all() and (rows["images_used"] == 5 * (MAX_TRAIN_PER_CLASS + MAX_TEST_PER_CLASS)).all()
     assert rows["accuracy"].between(0, 1).all() and rows["accuracy_sd"].between(0, 0.5).all()
     assert rows[rows["k"] == 20]["accuracy"].mean() > rows[rows["k"] == 2]["accuracy"].mean()
     assert rows[rows["k"] == 20]["accuracy"].min() > 0.5  # 5 flower classes: chance is 0.2
-    assert (rows["tested_per_class"] == 30 - rows["k"]).all()
+    assert (rows["tested_per_class"] == MAX_TEST_PER_CLASS).all()
 
     # A re-probe replaces the dataset's rows (one transaction), dropping points it did not measure again.
     again = [{**row, "accuracy": 0.5, "created_at": "later"}
