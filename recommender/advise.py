@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from recommender.accuracy import (PREDICTED_FE, PREDICTED_FT, ProbeAnchoredModel, QuestionnaireModel, evidence_rows,
-                                  from_z, probe_curves_by_dataset, to_z)
+from recommender.accuracy import (PREDICTED_FE, PREDICTED_FT, SUPPORT_DATASETS, ProbeAnchoredModel, QuestionnaireModel,
+                                  evidence_rows, from_z, probe_curves_by_dataset, to_z)
 from recommender.costs import Assumptions, CostModel
 from recommender.evidence import evidence_only
 from recommender.hardware import HARDWARE
@@ -119,6 +119,7 @@ class Advisor:
         self.descriptors_ = dataset_descriptors(tables["datasets"])
         self.native_resolution_ = tables["backbones"].set_index("name")["native_resolution"].to_dict()
         self.evidence_resolutions_ = sorted(int(r) for r in self.rows_["resolution"].unique())
+        self.evidence_datasets_ = self.rows_.groupby(["method", "backbone"])["dataset"].nunique().to_dict()
         self.options_ = sorted({(m, b) for m, b in zip(self.rows_["method"], self.rows_["backbone"])},
                                key=lambda mb: (METHOD_ORDER.index(mb[0]) if mb[0] in METHOD_ORDER else 9, mb[1]))
         return self
@@ -170,6 +171,7 @@ class Advisor:
                             "accuracy_resolution": ", ".join(f"{r} px" for r in self.evidence_resolutions_),
                             "acc_low": row["acc_low"], "acc_median": row["acc_median"], "acc_high": row["acc_high"],
                             "accuracy_basis": row["basis"], "extrapolated": bool(row["extrapolated"]),
+                            "evidence_datasets": int(self.evidence_datasets_[(row["method"], row["backbone"])]),
                             **cost, "violations": [v["budget"] for v in verdicts], "verdicts": verdicts,
                             "feasible": not verdicts})
         table = pd.DataFrame(records)
@@ -178,7 +180,11 @@ class Advisor:
         feasible = table[table["feasible"]]
         feasible_exists = not feasible.empty
         if feasible_exists:
-            best = feasible.sort_values(["utility", "total_usd"], ascending=[False, True]).iloc[0]
+            # An option measured on fewer than SUPPORT_DATASETS datasets is shown, not recommended: its prediction
+            # rests on too few tasks to generalise (or to calibrate its interval), unless nothing better supported fits.
+            supported = feasible[feasible["evidence_datasets"] >= SUPPORT_DATASETS]
+            best = (supported if len(supported) else feasible).sort_values(
+                ["utility", "total_usd"], ascending=[False, True]).iloc[0]
         else:  # nothing fits: the option that overshoots its budgets least
             overshoot = table.apply(lambda r: sum(np.log(r[BUDGET_COLUMNS[n]] / lim) for n, lim in q.budgets.items()
                                                   if r[BUDGET_COLUMNS[n]] > lim), axis=1)
@@ -248,6 +254,11 @@ class Advisor:
             lines.append(f"Best fine-tuning ({ft['label']}) is predicted {gap:+.1f} points versus the best "
                          f"extraction ({fe['label']}), for {ratio:.1f}× the total cost ({ft['trials']} "
                          "learning-rate trials, as in the study's recipe).")
+        thin = table[table["evidence_datasets"] < SUPPORT_DATASETS]
+        if len(thin):
+            lines.append(f"Not recommended while the study has measured them on fewer than {SUPPORT_DATASETS} "
+                         f"datasets: {', '.join(thin['label'])} (shown, with wider uncertainty than the interval "
+                         "can express).")
         failing = table[~table["feasible"]]
         if len(failing):
             broken = sorted({v["budget"] for verdicts in failing["verdicts"] for v in verdicts})

@@ -242,3 +242,26 @@ def test_guidelines_carry_their_numbers(tables):
 def test_missing_database_names_the_command_that_makes_it(tmp_path):
     with pytest.raises(EvidenceError, match="python -m study.run --grid cpu-smoke"):
         load_tables(tmp_path / "none.duckdb")
+
+
+
+def test_an_option_measured_on_too_few_datasets_is_shown_but_not_recommended(tables):
+    """Every option but one kept on the two datasets where the study measured the highest accuracies: they are
+    predicted better, but two tasks are no evidence for the next one; the option measured everywhere is
+    recommended, and the rationale says why."""
+    from recommender.accuracy import SUPPORT_DATASETS
+    from study.labels import option_label
+
+    runs = tables["runs"]
+    supported = ("fe_linear", "mobilenetv2_100")
+    two = runs[runs["pretrained"]].groupby("dataset")["accuracy"].mean().nlargest(2).index
+    kept = runs[((runs["method"] == supported[0]) & (runs["backbone"] == supported[1])) | runs["dataset"].isin(two)]
+    advisor = Advisor().fit({**tables, "runs": kept})
+    assert advisor.evidence_datasets_[supported] >= SUPPORT_DATASETS
+    assert all(n == 2 for option, n in advisor.evidence_datasets_.items() if option != supported)
+    for k in (5, 20, 100):
+        advice = advisor.advise(Questionnaire(n_classes=5, images_per_class=k, accuracy_weight=1.0))
+        options = advice.options.set_index("option")
+        assert options["acc_median"].idxmax() != "fe_linear · mobilenetv2_100"  # a thin option is predicted best
+        assert advice.recommended == "fe_linear · mobilenetv2_100"
+        assert option_label("fe_fne", "efficientnet_lite0") in " ".join(advice.rationale)
