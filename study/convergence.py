@@ -93,11 +93,12 @@ def checkpoint_table(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
         curve = curve.sort_values("check_index")
         best = curve.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]
         run = runs.loc[runs["run_id"] == run_id].iloc[0]
-        rows.append({"dataset": run["dataset"], "k_label": run["k_label"], "learning_rate": curve["learning_rate"].max(),
-                     "final_weights": curve["test_accuracy"].iloc[-1] * 100,
-                     "best_validation_check": best["test_accuracy"] * 100,
-                     "picked_at_fraction": best["step"] / curve["step"].max()})
-    return pd.DataFrame(rows).round(2)
+        rows.append({"dataset": run["dataset"], "k_label": run["k_label"],
+                     "learning_rate": f"{curve['learning_rate'].max():g}",
+                     "final_weights": round(curve["test_accuracy"].iloc[-1] * 100, 2),
+                     "best_validation_check": round(best["test_accuracy"] * 100, 2),
+                     "picked_at_fraction": round(best["step"] / curve["step"].max(), 2)})
+    return pd.DataFrame(rows)
 
 
 def load(db: str | Path) -> dict[str, pd.DataFrame]:
@@ -152,9 +153,11 @@ def render_markdown(result: dict) -> str:
     if len(rates["table"]):
         lines += [markdown_table(rates["table"]), ""]
     if checkpoints["trials"]:
+        margin = checkpoints["final_minus_best_validation_points"]
         lines += [f"**Checkpoints** ({checkpoints['trials']} trials scored on test at every check, analysis only): "
-                  f"the final weights score {checkpoints['final_minus_best_validation_points']:+.2f} points against "
-                  "the check with the best validation accuracy, so the recipe keeps the final weights.", "",
+                  f"the final weights score {margin:+.2f} points against the check with the best validation accuracy"
+                  + (", so the recipe keeps the final weights." if margin >= 0
+                     else ": early stopping on validation would do better here."), "",
                   markdown_table(checkpoints["table"]), ""]
     return "\n".join(lines)
 
