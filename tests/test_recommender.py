@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.accuracy import (ProbeAnchoredModel, QuestionnaireModel, evidence_rows, probe_curves_by_dataset)
+from recommender.accuracy import (ProbeAnchoredModel, QuestionnaireModel, evidence_rows, probe_curves_by_dataset,
+                                  ridge)
 from recommender.advise import Advisor, pareto_front
 from recommender.carbon import REGIONS, co2_kg
 from recommender.costs import DATA_CENTRE_PUE, Assumptions, ft_recipe, tuning_curve
@@ -265,3 +266,13 @@ def test_an_option_measured_on_too_few_datasets_is_shown_but_not_recommended(tab
         assert options["acc_median"].idxmax() != "fe_linear · mobilenetv2_100"  # a thin option is predicted best
         assert advice.recommended == "fe_linear · mobilenetv2_100"
         assert option_label("fe_fne", "efficientnet_lite0") in " ".join(advice.rationale)
+
+
+def test_one_odd_dataset_does_not_drag_a_fitted_offset():
+    """Nine tasks where fine-tuning matches extraction and one where it gains 5 (logit units): the fitted offset
+    stays with the nine (a plain mean would say +0.5 for every task)."""
+    offsets = np.r_[np.linspace(-0.1, 0.1, 9), 5.0]
+    fitted = ridge(np.ones((10, 1)), offsets, np.array([0.3]))[0]
+    assert abs(fitted) < 0.1 < offsets.mean()
+    line = ridge(np.c_[np.ones(10), np.arange(10.0)], 1 + 0.5 * np.arange(10.0), np.zeros(2))
+    assert np.allclose(line, [1, 0.5])  # clean data: the least-squares fit itself
