@@ -70,7 +70,7 @@ def crossovers(runs: pd.DataFrame, ks=("5", "20", "100", "max")) -> pd.DataFrame
     for dataset, group in best.groupby("dataset"):
         group = group.assign(k=group["FE_images_per_class"].astype(float)).sort_values("k")
         gap = 100 * (group["FT_accuracy"].astype(float) - group["FE_accuracy"].astype(float))
-        wins = gap.to_numpy() > 0
+        wins = gap.to_numpy() > 1e-6  # a tie (to floating-point noise) is not a win
         ahead = [i for i in range(len(wins)) if wins[i:].all()]
         top = group.iloc[-1]
         row = {"dataset": dataset, **{f"FT-FE k={k}": round(float(gap[group["k_label"] == k].iloc[0]), 1)

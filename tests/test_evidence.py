@@ -123,6 +123,8 @@ def test_the_fine_tuning_gap_at_the_largest_k_is_reported_for_each_dataset(runs)
     assert with_ft and set(gaps["dataset"]) == with_ft
     assert gaps["points_at_largest_k"].notna().all() and gaps["crossover_k"].notna().all()
     assert (gaps["time_multiple_at_largest_k"] > 1).all()  # fine-tuning is the dearer option everywhere
+    crossed = ~gaps["crossover_k"].str.startswith("none")
+    assert (gaps.loc[crossed, "points_at_largest_k"] > 0).all()  # a crossover means fine-tuning leads (a tie is none)
     text = render(DEFAULT_DB)
     assert "## When fine-tuning overtakes extraction" in text
     assert all(f"| {dataset} |" in text for dataset in with_ft)
