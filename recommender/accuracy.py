@@ -12,8 +12,8 @@ modifiers, so a task whose features already work well (or whose curve is still c
 Offsets transfer across datasets far better than absolute accuracies. Every fit is Huber-weighted (``ridge``): with
 ten datasets, one where fine-tuning gains 20 points would otherwise shift every other task's prediction.
 
-``QuestionnaireModel`` (no probe): z from a per-option curve in log k and the number of classes, by ridge
-regression; its intervals are correspondingly wider. Domain, colour and image size were tried as features and made
+``QuestionnaireModel`` (no probe): z from a curve in log k shared by all options plus each option's deviation from it
+(held flat where the option was not measured) and the number of classes, by ridge regression; its intervals are correspondingly wider. Domain, colour and image size were tried as features and made
 the leave-one-dataset-out error worse (11.6 -> 12.2-19.3 points on the 10 study datasets: a domain seen once or
 twice says little about the next dataset of that domain), so the description enters only through the classes.
 
@@ -38,6 +38,7 @@ SUPPORT_DATASETS = 3
 EXTRAPOLATION_WIDENING = 0.5  # interval half-width x (1 + this x doublings of k beyond the measured range)
 Z_CLIP = 0.002  # normalised accuracy kept in [Z_CLIP, 1 - Z_CLIP] before the logit
 CURVE_PENALTY, MODIFIER_PENALTY, TASK_PENALTY = 0.3, 3.0, 3.0
+DEVIATION_PENALTY, SMOOTH_PENALTY = 0.3, 3.0  # an option's deviation from the shared curve: size, and change per knot
 ANCHOR_METHOD = "fe_linear"
 OWN_WEIGHT = 0.6
 HUBER_K, ROBUST_ITERATIONS = 1.345, 8  # the usual Huber constant (95% efficiency on normal errors)
@@ -78,7 +79,7 @@ def ridge(x: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> np.ndarray:
     weights = np.ones(len(y))
     for _ in range(ROBUST_ITERATIONS):
         weighted = x * weights[:, None]
-        coef = np.linalg.solve(x.T @ weighted + np.diag(penalty), weighted.T @ y)
+        coef = np.linalg.solve(x.T @ weighted + (np.diag(penalty) if penalty.ndim == 1 else penalty), weighted.T @ y)
         residual = np.abs(y - x @ coef)
         scale = 1.4826 * np.median(residual)  # the residuals' robust spread (MAD)
         if scale < 1e-9:
@@ -156,13 +157,26 @@ class QuestionnaireModel:
     """Accuracy from the task's description alone: fit(rows) / predict(task rows)."""
 
     def _design(self, frame: pd.DataFrame) -> np.ndarray:
+        """A curve shared by every option, each option's deviation from it, and the class count."""
         hats = k_hats(frame["images_per_class"])
         options = list(frame["option"])
         blocks = [hats * np.array([o == option for o in options], float)[:, None] for option in self.options_]
-        return np.column_stack([*blocks, np.log2(frame["n_classes"].astype(float))])
+        return np.column_stack([hats, *blocks, np.log2(frame["n_classes"].astype(float))])
 
     def _penalty(self) -> np.ndarray:
-        return np.r_[np.full(len(self.options_) * len(KNOTS_K), CURVE_PENALTY), TASK_PENALTY]
+        """Ridge on the shared curve; each option's deviation shrunk to zero and held flat between neighbouring knots,
+        so where an option was never measured (fine-tuning below k = 5) it keeps its nearest measured deviation from
+        the shared curve instead of falling back to an arbitrary zero."""
+        knots = len(KNOTS_K)
+        difference = np.diff(np.eye(knots), axis=0)
+        deviation = DEVIATION_PENALTY * np.eye(knots) + SMOOTH_PENALTY * difference.T @ difference
+        blocks = [CURVE_PENALTY * np.eye(knots)] + [deviation] * len(self.options_) + [np.array([[TASK_PENALTY]])]
+        size = sum(len(block) for block in blocks)
+        penalty, start = np.zeros((size, size)), 0
+        for block in blocks:
+            penalty[start:start + len(block), start:start + len(block)] = block
+            start += len(block)
+        return penalty
 
     def _fit_coef(self, rows: pd.DataFrame) -> np.ndarray:
         return ridge(self._design(rows), to_z(rows["accuracy"], rows["chance"]), self._penalty())

@@ -276,3 +276,12 @@ def test_one_odd_dataset_does_not_drag_a_fitted_offset():
     assert abs(fitted) < 0.1 < offsets.mean()
     line = ridge(np.c_[np.ones(10), np.arange(10.0)], 1 + 0.5 * np.arange(10.0), np.zeros(2))
     assert np.allclose(line, [1, 0.5])  # clean data: the least-squares fit itself
+
+
+def test_fine_tuning_below_its_smallest_measured_k_follows_the_shared_curve_down(advisor):
+    """Fine-tuning was measured from k = 5 up: without a probe, its prediction at k = 1 must fall as the other
+    options' do, not sit at an unconstrained value that the monotone envelope then carries up to k = 50."""
+    curves = advisor.advise(Questionnaire(n_classes=5, images_per_class=3)).curves
+    medians = curves.pivot_table(index="images_per_class", columns="option", values="acc_median")
+    for option in [o for o in medians if o.startswith("ft_")]:
+        assert medians.loc[1, option] < medians.loc[5, option] - 0.03 < medians.loc[20, option] - 0.06, option
