@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.linalg import block_diag
 
 from recommender.tasks import dataset_descriptors
 
@@ -170,13 +171,7 @@ class QuestionnaireModel:
         knots = len(KNOTS_K)
         difference = np.diff(np.eye(knots), axis=0)
         deviation = DEVIATION_PENALTY * np.eye(knots) + SMOOTH_PENALTY * difference.T @ difference
-        blocks = [CURVE_PENALTY * np.eye(knots)] + [deviation] * len(self.options_) + [np.array([[TASK_PENALTY]])]
-        size = sum(len(block) for block in blocks)
-        penalty, start = np.zeros((size, size)), 0
-        for block in blocks:
-            penalty[start:start + len(block), start:start + len(block)] = block
-            start += len(block)
-        return penalty
+        return block_diag(CURVE_PENALTY * np.eye(knots), *[deviation] * len(self.options_), TASK_PENALTY)
 
     def _fit_coef(self, rows: pd.DataFrame) -> np.ndarray:
         return ridge(self._design(rows), to_z(rows["accuracy"], rows["chance"]), self._penalty())
