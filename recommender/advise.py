@@ -3,11 +3,12 @@ the budgets each breaks (and what breaks them), the recommended option and a rat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
-from recommender.accuracy import (PREDICTED_FE, PREDICTED_FT, SUPPORT_DATASETS, ProbeAnchoredModel, QuestionnaireModel,
+from recommender.accuracy import (COVERAGE, PREDICTED_FE, PREDICTED_FT, SUPPORT_DATASETS, ProbeAnchoredModel, QuestionnaireModel,
                                   evidence_rows, from_z, probe_curves_by_dataset, to_z)
 from recommender.costs import Assumptions, CostModel
 from recommender.evidence import evidence_only
@@ -24,6 +25,9 @@ BUDGET_LABELS = {"budget_money_usd": "money", "budget_energy_kwh": "energy", "bu
 CURVE_K = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 # Accuracy points one would give up to halve the cost, at accuracy_weight w: 4 * (1 - w) / w.
 COST_POINTS_PER_DOUBLING_AT_HALF_WEIGHT = 4.0
+# Options are ranked by the accuracy they reach 3 times in 4 (the predictive distribution's lower quartile), not by
+# the median: an uncertain prediction a hair above a well-measured one is more often a loss than a gain.
+CAUTIOUS_QUANTILE = 0.25
 SMALLEST_INPUT_PX = 64  # below this the backbones' five stride-2 stages leave almost nothing to pool
 
 
@@ -70,6 +74,14 @@ def working_resolution(q: Questionnaire, native_px: int) -> tuple[int, str]:
                                    "smallest input these backbones pool well")
     size = int(np.ceil(q.image_size_px / 32) * 32)
     return size, f"your images at their own size (shorter side {q.image_size_px} px, rounded up to {size}), not upscaled"
+
+
+def cautious_accuracy(acc_low, acc_median, chance: float) -> np.ndarray:
+    """The CAUTIOUS_QUANTILE of the predicted accuracy: the 80% interval is symmetric in z (its low end is the 10th
+    percentile), so the quantile sits at the matching fraction of the way from the median to the low end."""
+    z_median, z_low = to_z(acc_median, chance), to_z(acc_low, chance)
+    fraction = NormalDist().inv_cdf(CAUTIOUS_QUANTILE) / NormalDist().inv_cdf((1 - COVERAGE) / 2)
+    return from_z(z_median + fraction * (z_low - z_median), chance)
 
 
 def _plain(value: float) -> str:
@@ -149,10 +161,12 @@ class Advisor:
         return {"width_now_points": float(100 * (at_k["acc_high"] - at_k["acc_low"]).median()),
                 "width_with_probe_points": float(np.median(with_probe))}
 
-    def advise(self, q: Questionnaire, assumptions: Assumptions | None = None) -> Advice:
+    def advise(self, q: Questionnaire, assumptions: Assumptions | None = None, only: set[str] | None = None) -> Advice:
+        """``only``: option ids to choose among (default every option the evidence and the hardware support)."""
         q.validate()
         assumptions = (assumptions or Assumptions()).validate()
-        options = [(m, b) for m, b in self.options_ if self.costs_.supports(q.hardware, m, b)]
+        options = [(m, b) for m, b in self.options_ if self.costs_.supports(q.hardware, m, b)
+                   and (only is None or option_name(m, b) in only)]
         if not options:
             raise ValueError(f"the evidence has no measured backbone that runs on {HARDWARE[q.hardware].name}")
         ks = sorted(set(CURVE_K) | {q.images_per_class})
@@ -176,6 +190,7 @@ class Advisor:
                             "feasible": not verdicts})
         table = pd.DataFrame(records)
         table["pareto"] = pareto_front(table["acc_median"].to_numpy(), table["total_usd"].to_numpy())
+        table["acc_cautious"] = cautious_accuracy(table["acc_low"], table["acc_median"], 1.0 / q.n_classes)
         table["utility"] = self._utility(table, q.accuracy_weight)
         feasible = table[table["feasible"]]
         feasible_exists = not feasible.empty
@@ -204,7 +219,7 @@ class Advisor:
         """Accuracy points minus the points the user would trade per doubling of total cost."""
         points_per_doubling = COST_POINTS_PER_DOUBLING_AT_HALF_WEIGHT * (1 - weight) / max(weight, 0.05)
         relative_cost = np.log2(table["total_usd"].clip(lower=1e-6) / table["total_usd"].clip(lower=1e-6).min())
-        return 100 * table["acc_median"] - points_per_doubling * relative_cost
+        return 100 * table["acc_cautious"] - points_per_doubling * relative_cost
 
     def nearest_datasets(self, q: Questionnaire, n: int = 2) -> pd.DataFrame:
         d = self.descriptors_.copy()
@@ -242,6 +257,17 @@ class Advisor:
         if best["extrapolated"]:
             lines.append(f"{q.images_per_class} images per class is beyond the largest k the study measured for this "
                          "option on several datasets: the accuracy is an extrapolation, and its interval is wider.")
+        # Would the option win on its median? Then its uncertainty, not its cost, is what ranked it lower.
+        on_median = table["utility"] + 100 * (table["acc_median"] - table["acc_cautious"])
+        best_on_median = best["utility"] + 100 * (best["acc_median"] - best["acc_cautious"])
+        rival = table[table["feasible"] & (on_median > best_on_median + 1e-9)
+                      & (table["evidence_datasets"] >= SUPPORT_DATASETS)]
+        if feasible_exists and len(rival):
+            rival = rival.sort_values("acc_median").iloc[-1]
+            lines.append(f"{rival['label']} has a higher median ({100 * rival['acc_median']:.1f}%) but a less certain "
+                         f"one: options are ranked by the accuracy they reach 3 times in 4 "
+                         f"({100 * best['acc_cautious']:.1f}% here against {100 * rival['acc_cautious']:.1f}%), so "
+                         "a prediction a little higher but much less certain does not win.")
         if not feasible_exists:
             lines.append("No option fits every budget; this one overshoots them the least. What breaks each budget "
                          "and what would change it is listed below.")

@@ -7,11 +7,11 @@ import pytest
 
 from recommender.accuracy import (ProbeAnchoredModel, QuestionnaireModel, evidence_rows, probe_curves_by_dataset,
                                   ridge)
-from recommender.advise import Advisor, pareto_front
+from recommender.advise import Advisor, cautious_accuracy, pareto_front
 from recommender.carbon import REGIONS, co2_kg
 from recommender.costs import DATA_CENTRE_PUE, Assumptions, ft_recipe, tuning_curve
 from recommender.curves import fit_curve, power_law
-from recommender.evaluate import _without
+from recommender.evaluate import _without, realised_regret
 from recommender.evidence import EvidenceError, evidence_only, load_tables
 from recommender.guidelines import derive
 from recommender.questionnaire import Questionnaire, QuestionnaireError, encode_probe
@@ -44,8 +44,27 @@ def test_more_budget_never_yields_a_worse_feasible_choice(advisor):
         advice = advisor.advise(Questionnaire(**base, budget_human_hours=hours))
         chosen = advice.recommended_row
         assert chosen["feasible"]
-        assert chosen["acc_median"] >= previous - 1e-12
-        previous = chosen["acc_median"]
+        assert chosen["acc_cautious"] >= previous - 1e-12  # options are ranked by their cautious accuracy
+        previous = chosen["acc_cautious"]
+
+
+def test_an_uncertain_option_needs_a_real_lead_over_a_well_measured_one():
+    """Measured 70% (interval 66-74%) against predicted 71% (50-86%): the measured option ranks first; a wide
+    prediction well ahead still wins; with no uncertainty the cautious accuracy is the median."""
+    measured, uncertain, far_ahead = cautious_accuracy(np.array([0.66, 0.50, 0.70]), np.array([0.70, 0.71, 0.85]),
+                                                       chance=0.1)
+    assert measured > uncertain and far_ahead > measured
+    assert 0.66 < measured < 0.70
+    assert cautious_accuracy(np.array([0.8]), np.array([0.8]), chance=0.5)[0] == pytest.approx(0.8)
+
+
+def test_an_over_budget_pick_earns_nothing_for_its_accuracy():
+    realised = pd.DataFrame({"accuracy": [0.70, 0.80, 0.95], "time_h": [0.01, 0.02, 2.0],
+                             "human_hours": [1.0, 1.0, 6.0]}, index=["extract", "extract_fne", "fine_tune"])
+    assert realised_regret(realised, "fine_tune", {}) == (0.0, False)
+    assert realised_regret(realised, "extract_fne", {"budget_human_hours": 4.0}) == (pytest.approx(0.0), False)
+    regret, violates = realised_regret(realised, "fine_tune", {"budget_human_hours": 4.0})
+    assert violates and regret == pytest.approx(10.0)  # left with the cheapest option, 10 points below the best
 
 
 def test_a_budget_that_excludes_fine_tuning_never_recommends_it(advisor):

@@ -302,6 +302,7 @@ def options_csv(options: pd.DataFrame) -> pd.DataFrame:
         "Predicted accuracy, median": options["acc_median"].round(4),
         "Predicted accuracy, 80% low": options["acc_low"].round(4),
         "Predicted accuracy, 80% high": options["acc_high"].round(4),
+        "Accuracy reached 3 times in 4 (ranks the options)": options["acc_cautious"].round(4),
         "Accuracy basis": options["accuracy_basis"],
         "Study datasets measuring it": options["evidence_datasets"],
         "Extrapolated beyond the measured k": options["extrapolated"].map({True: "yes", False: "no"}),

@@ -20,7 +20,8 @@ SETTING_NAMES = {"probe": "with the probe", "probe_informed": "with the probe", 
                  "questionnaire_only": "questionnaire only"}
 MEASURE_NAMES = {
     "decisions": "Decisions scored",
-    "decisions_all_policies_measured": "Decisions where every policy's pick was measured",
+    "mean_regret_within_budget_points": "Mean regret within a budget (points)",
+    "mean_regret_by_scenario_points": "Mean regret by budget scenario (points)",
     "held_out_datasets": "Held-out datasets", "mean_regret_points": "Mean regret (accuracy points below the best)",
     "budget_violations": "Budgets broken", "accuracy_mae_points": "Accuracy error (points)",
     "interval_coverage": "80% interval coverage", "median_interval_width_points": "Median interval width (points)",
