@@ -164,6 +164,19 @@ def pue_reason(hardware_key: str, pue: float, assumptions=None) -> str:
     return f"PUE {pue:.2f} ({where})"
 
 
+def resolution_sentence(row) -> str:
+    """Why the recommended option runs at its resolution, and where its accuracy and costs come from."""
+    return (f"Working resolution {row['resolution']} px: {row['resolution_reason']}. Accuracy was measured at "
+            f"{row['accuracy_resolution']}; costs are {readable(row['cost_basis'])}.")
+
+
+def probe_would_narrow_sentence(narrow: dict, how_to_probe: str) -> str:
+    """Without a probe: how wide the interval is now, and how narrow a probe would make it."""
+    return (f"No probe of your images yet: the 80% interval is about {narrow['width_now_points']:.0f} points wide. "
+            f"A probe (about a minute, {how_to_probe}) would narrow it to about "
+            f"{narrow['width_with_probe_points']:.0f} points.")
+
+
 def describe_answer(name: str, value) -> str:
     if value is None:
         return "automatic" if name == "working_resolution_px" else "not set"

@@ -18,7 +18,7 @@ from recommender.advise import BUDGET_COLUMNS
 from recommender.hardware import HARDWARE
 from webapp.presentation import (answers_table, assumptions_table, budget_checks, duration, failures_table,
                                  format_amount, format_interval, format_money, numbers_table, options_table,
-                                 pue_reason, readable)
+                                 probe_would_narrow_sentence, pue_reason, readable, resolution_sentence)
 
 FONT = "DejaVu"
 FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
@@ -126,13 +126,10 @@ def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, st
                   f"{row['accuracy_basis']}" + (" (extrapolated beyond the k the study measured)."
                                                 if row['extrapolated'] else "."))
     doc.bullets(_costs_lines(advice, row))
-    doc.paragraph(f"Working resolution {row['resolution']} px: {row['resolution_reason']}. Accuracy was measured at "
-                  f"{row['accuracy_resolution']}; costs are {readable(row['cost_basis'])}.")
+    doc.paragraph(resolution_sentence(row))
     if advice.probe_would_narrow:
-        narrow = advice.probe_would_narrow
-        doc.paragraph(f"Without a probe of your images the 80% interval is about {narrow['width_now_points']:.0f} "
-                      f"points wide; a one-minute probe (python -m study.probe YOUR_IMAGES, or the app's \"Measure "
-                      f"your own images\") would narrow it to about {narrow['width_with_probe_points']:.0f} points.")
+        doc.paragraph(probe_would_narrow_sentence(
+            advice.probe_would_narrow, "python -m study.probe YOUR_IMAGES, or the app's \"Measure your own images\""))
     checks = budget_checks(advice)
     if checks.empty:
         doc.paragraph("No budgets were set.")

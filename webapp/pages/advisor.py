@@ -8,7 +8,8 @@ from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.hardware import HARDWARE
 from webapp.presentation import (COSTS, QUESTION_LABELS, budget_checks, budget_failures, duration,
                                  format_amount, format_money, options_csv, options_table, plain,
-                                 probe_curves_table, pue_reason, readable)
+                                 probe_curves_table, probe_would_narrow_sentence, pue_reason, readable,
+                                 resolution_sentence)
 from webapp.provenance import evidence_summary
 
 st.title("Extract or Tune: advisor")
@@ -66,8 +67,7 @@ with st.container(border=True):
     carbon.metric("CO₂ (kg)", plain(row["co2_kg"]))
     carbon.caption(f"energy {plain(row['energy_kwh'])} kWh on the device, {plain(row['energy_kwh_with_pue'])} kWh "
                    f"with {pue_reason(answers.hardware, row['pue'], assumptions)}; grid {grid:.0f} gCO₂/kWh")
-    st.markdown(f"**Working resolution {row['resolution']} px**: {row['resolution_reason']}. Accuracy was measured "
-                f"at {row['accuracy_resolution']}; costs are {readable(row['cost_basis'])}.")
+    st.markdown(resolution_sentence(row))
     checks = budget_checks(advice)
     if checks.empty:
         st.caption("No budgets set: every option is within budget.")
@@ -78,10 +78,7 @@ with st.container(border=True):
                     f"{format_amount(column, check.limit)}" + ("" if check.passes else f", broken by "
                                                                 f"{check.component}"))
     if advice.probe_would_narrow:
-        narrow = advice.probe_would_narrow
-        st.info(f"No probe of your images yet: the 80% interval is about {narrow['width_now_points']:.0f} points "
-                f"wide. A probe (about a minute, **Measure your own images** above) would narrow it to about "
-                f"{narrow['width_with_probe_points']:.0f} points.")
+        st.info(probe_would_narrow_sentence(advice.probe_would_narrow, "**Measure your own images** above"))
 
 failures = budget_failures(advice)
 if not failures.empty:
