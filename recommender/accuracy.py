@@ -18,7 +18,9 @@ the leave-one-dataset-out error worse (11.6 -> 12.2-19.3 points on the 10 study 
 twice says little about the next dataset of that domain), so the description enters only through the classes.
 
 Intervals are leave-one-dataset-out conformal: the 80th percentile of the absolute z errors made on datasets left
-out of the fit, per kind of prediction (measured by the probe, predicted offset, questionnaire only). Above the
+out of the fit, per kind of prediction (measured by the probe, predicted offset, questionnaire only) and, for probe-anchored
+predictions, per band of k (``K_BAND_EDGES``: an offset from a probe point at k = 5 errs differently at k = 5 and
+at k = 100; questionnaire errors are the dataset's own and do not change with k). Above the
 largest k the evidence measured on at least ``SUPPORT_DATASETS`` datasets, predictions are extrapolations: the
 offset curve is held flat there (learning curves saturate) and the interval widens by ``EXTRAPOLATION_WIDENING``
 per doubling of k (a stated rule: nothing beyond the evidence can calibrate it). Predictions never fall as k grows.
@@ -35,6 +37,7 @@ KNOTS_K = (1, 2, 5, 10, 20, 50, 100, 200, 400)
 PROBE_KS = (2, 5, 10, 20)
 PROBE_RESOLUTION = 128
 COVERAGE = 0.8
+K_BAND_EDGES = (10, 50)  # intervals are calibrated separately for k <= 10, 10 < k <= 50 and k > 50
 SUPPORT_DATASETS = 3
 EXTRAPOLATION_WIDENING = 0.5  # interval half-width x (1 + this x doublings of k beyond the measured range)
 Z_CLIP = 0.002  # normalised accuracy kept in [Z_CLIP, 1 - Z_CLIP] before the logit
@@ -128,20 +131,40 @@ def _quantile(residuals: np.ndarray, fallback: float) -> float:
     return float(np.quantile(residuals, level))
 
 
+NO_RESIDUALS = pd.DataFrame({"residual": [], "kind": [], "dataset": [], "k": []})
+
+
+def k_band(k) -> np.ndarray:
+    """Which of the ``K_BAND_EDGES`` bands each k falls in (0: k <= 10, 1: up to 50, 2: above)."""
+    return np.searchsorted(K_BAND_EDGES, np.asarray(k, float), side="left")
+
+
 class _Conformal:
-    """Leave-one-dataset-out residual quantiles per kind of prediction, and the extrapolation rule."""
+    """Leave-one-dataset-out residual quantiles per kind of prediction and, with ``by_k_band``, per band of k
+    (falling back to the kind's quantile where a band has too few residuals); and the extrapolation rule."""
+
+    def __init__(self, by_k_band: bool = False):
+        self.by_k_band = by_k_band
 
     def calibrate(self, residuals: pd.DataFrame) -> "_Conformal":
         overall = _quantile(residuals["residual"], 1.5)
         self.half_width_ = {kind: _quantile(group["residual"], overall) for kind, group in residuals.groupby("kind")}
+        bands = residuals.assign(band=k_band(residuals["k"]) if self.by_k_band else 0)
+        self.band_half_width_ = {(kind, band): _quantile(group["residual"], self.half_width_[kind])
+                                 for (kind, band), group in bands.groupby(["kind", "band"])}
         self.overall_ = overall
         self.residuals_ = residuals
         return self
 
+    def half_width(self, kinds, k) -> np.ndarray:
+        """The calibrated half-width (z units) for each prediction's kind at its k, inside the measured range."""
+        bands = k_band(k) if self.by_k_band else np.zeros(len(kinds), int)
+        return np.array([self.band_half_width_.get((kind, band), self.half_width_.get(kind, self.overall_))
+                         for kind, band in zip(kinds, bands)])
+
     def interval(self, z: np.ndarray, kinds, k: np.ndarray, k_measured: np.ndarray, chance: np.ndarray):
-        half = np.array([self.half_width_.get(kind, self.overall_) for kind in kinds])
         doublings = np.log2(np.maximum(1.0, k / k_measured))
-        half = half * (1 + EXTRAPOLATION_WIDENING * doublings)
+        half = self.half_width(kinds, k) * (1 + EXTRAPOLATION_WIDENING * doublings)
         return from_z(z - half, chance), from_z(z, chance), from_z(z + half, chance)
 
 
@@ -189,9 +212,9 @@ class QuestionnaireModel:
             coef = self._fit_coef(rows[~held])
             z = self._design(rows[held]) @ coef
             residuals.append(pd.DataFrame({"residual": to_z(rows.loc[held, "accuracy"], rows.loc[held, "chance"]) - z,
-                                           "kind": QUESTIONNAIRE, "dataset": dataset}))
-        self.conformal_ = _Conformal().calibrate(pd.concat(residuals) if residuals else
-                                                 pd.DataFrame({"residual": [], "kind": [], "dataset": []}))
+                                           "kind": QUESTIONNAIRE, "dataset": dataset,
+                                           "k": rows.loc[held, "images_per_class"]}))
+        self.conformal_ = _Conformal().calibrate(pd.concat(residuals) if residuals else NO_RESIDUALS)
         return self
 
     def predict(self, tasks: pd.DataFrame) -> pd.DataFrame:
@@ -288,9 +311,10 @@ class ProbeAnchoredModel(QuestionnaireModel):
             fold._fit_parts(anchored[~held])
             tasks = rows[rows["dataset"] == dataset]
             z, kinds = fold._z(tasks, probes[dataset])
-            residuals.append(pd.DataFrame({"residual": tasks["z"].to_numpy() - z, "kind": kinds, "dataset": dataset}))
-        self.conformal_ = _Conformal().calibrate(pd.concat(residuals) if residuals else
-                                                 pd.DataFrame({"residual": [], "kind": [], "dataset": []}))
+            residuals.append(pd.DataFrame({"residual": tasks["z"].to_numpy() - z, "kind": kinds, "dataset": dataset,
+                                           "k": tasks["images_per_class"].to_numpy()}))
+        # Anchored on probe points at k <= 20, errors grow with the distance from the anchor: calibrated per band.
+        self.conformal_ = _Conformal(by_k_band=True).calibrate(pd.concat(residuals) if residuals else NO_RESIDUALS)
         return self
 
     def _fit_parts(self, anchored: pd.DataFrame) -> None:

@@ -154,9 +154,8 @@ class Advisor:
             return None
         chance = 1.0 / q.n_classes
         z = to_z(at_k["acc_median"], chance)
-        conformal = self.probe_model_.conformal_
-        half = np.array([conformal.half_width_.get(PREDICTED_FT if m.startswith("ft_") else PREDICTED_FE,
-                                                   conformal.overall_) for m in at_k["method"]])
+        kinds = [PREDICTED_FT if m.startswith("ft_") else PREDICTED_FE for m in at_k["method"]]
+        half = self.probe_model_.conformal_.half_width(kinds, at_k["images_per_class"])
         with_probe = 100 * (from_z(z + half, chance) - from_z(z - half, chance))
         return {"width_now_points": float(100 * (at_k["acc_high"] - at_k["acc_low"]).median()),
                 "width_with_probe_points": float(np.median(with_probe))}

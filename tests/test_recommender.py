@@ -58,6 +58,21 @@ def test_an_uncertain_option_needs_a_real_lead_over_a_well_measured_one():
     assert cautious_accuracy(np.array([0.8]), np.array([0.8]), chance=0.5)[0] == pytest.approx(0.8)
 
 
+def test_probe_intervals_are_calibrated_per_band_of_k():
+    """Small errors at k <= 10, large ones above 50: each band gets its own half-width; a band with too few
+    residuals falls back to the kind's quantile; without banding every k gets the same."""
+    from recommender.accuracy import PREDICTED_FT, _Conformal
+    residuals = pd.DataFrame({"residual": np.r_[np.full(20, 0.2), np.full(20, 1.0), [5.0] * 3],
+                              "kind": PREDICTED_FT, "dataset": "d", "k": np.r_[np.full(20, 5), np.full(20, 100),
+                                                                               [20] * 3]})
+    banded = _Conformal(by_k_band=True).calibrate(residuals)
+    small, middle, large = banded.half_width([PREDICTED_FT] * 3, np.array([5, 20, 100]))
+    assert small == pytest.approx(0.2) and large == pytest.approx(1.0)
+    assert middle == pytest.approx(banded.half_width_[PREDICTED_FT])
+    pooled = _Conformal().calibrate(residuals).half_width([PREDICTED_FT] * 2, np.array([5, 100]))
+    assert pooled[0] == pooled[1] == pytest.approx(1.0)
+
+
 def test_an_over_budget_pick_earns_nothing_for_its_accuracy():
     realised = pd.DataFrame({"accuracy": [0.70, 0.80, 0.95], "time_h": [0.01, 0.02, 2.0],
                              "human_hours": [1.0, 1.0, 6.0]}, index=["extract", "extract_fne", "fine_tune"])
