@@ -18,12 +18,13 @@ the leave-one-dataset-out error worse (11.6 -> 12.2-19.3 points on the 10 study 
 twice says little about the next dataset of that domain), so the description enters only through the classes.
 
 Intervals are leave-one-dataset-out conformal: the 80th percentile of the absolute z errors made on datasets left
-out of the fit, per kind of prediction (measured by the probe, predicted offset, questionnaire only) and, for probe-anchored
-predictions, per band of k (``K_BAND_EDGES``: an offset from a probe point at k = 5 errs differently at k = 5 and
-at k = 100; questionnaire errors are the dataset's own and do not change with k). Above the
-largest k the evidence measured on at least ``SUPPORT_DATASETS`` datasets, predictions are extrapolations: the
-offset curve is held flat there (learning curves saturate) and the interval widens by ``EXTRAPOLATION_WIDENING``
-per doubling of k (a stated rule: nothing beyond the evidence can calibrate it). Predictions never fall as k grows.
+out of the fit, per kind of prediction (measured by the probe, predicted offset, questionnaire only) and, for
+probe-anchored predictions, per band of k (``K_BAND_EDGES``: an offset from a probe point at k = 5 errs differently
+at k = 5 and at k = 100; questionnaire errors are the dataset's own and do not change with k). Outside the range of
+k the evidence measured on at least ``SUPPORT_DATASETS`` datasets (above it, or below it: fine-tuning was never
+measured under 5 images per class), predictions are extrapolations: the offset curve is held flat there (learning
+curves saturate) and the interval widens by ``EXTRAPOLATION_WIDENING`` per doubling of k beyond the range (a stated
+rule: nothing outside the evidence can calibrate it). Predictions never fall as k grows.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ PROBE_RESOLUTION = 128
 COVERAGE = 0.8
 K_BAND_EDGES = (10, 50)  # intervals are calibrated separately for k <= 10, 10 < k <= 50 and k > 50
 SUPPORT_DATASETS = 3
-EXTRAPOLATION_WIDENING = 0.5  # interval half-width x (1 + this x doublings of k beyond the measured range)
+EXTRAPOLATION_WIDENING = 0.5  # interval half-width x (1 + this x doublings of k outside the measured range)
 Z_CLIP = 0.002  # normalised accuracy kept in [Z_CLIP, 1 - Z_CLIP] before the logit
 CURVE_PENALTY, MODIFIER_PENALTY, TASK_PENALTY = 0.3, 3.0, 3.0
 DEVIATION_PENALTY, SMOOTH_PENALTY = 0.3, 3.0  # an option's deviation from the shared curve: size, and change per knot
@@ -162,19 +163,23 @@ class _Conformal:
         return np.array([self.band_half_width_.get((kind, band), self.half_width_.get(kind, self.overall_))
                          for kind, band in zip(kinds, bands)])
 
-    def interval(self, z: np.ndarray, kinds, k: np.ndarray, k_measured: np.ndarray, chance: np.ndarray):
-        doublings = np.log2(np.maximum(1.0, k / k_measured))
+    def interval(self, z: np.ndarray, kinds, k: np.ndarray, k_low: np.ndarray, k_high: np.ndarray,
+                 chance: np.ndarray):
+        """Low, median and high accuracy; widened per doubling of k outside the measured [k_low, k_high]."""
+        doublings = np.log2(np.maximum.reduce([np.ones_like(k), k / k_high, k_low / k]))
         half = self.half_width(kinds, k) * (1 + EXTRAPOLATION_WIDENING * doublings)
         return from_z(z - half, chance), from_z(z, chance), from_z(z + half, chance)
 
 
-def _measured_k(rows: pd.DataFrame) -> dict[tuple[str, str], float]:
-    """Per option, the largest k measured on at least SUPPORT_DATASETS datasets."""
-    largest = {}
+def _measured_k(rows: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
+    """Per option, the (smallest, largest) k measured on at least SUPPORT_DATASETS datasets."""
+    measured = {}
     for option, group in rows.groupby(["method", "backbone"]):
-        per_dataset = np.sort(group.groupby("dataset")["images_per_class"].max().to_numpy())[::-1]
-        largest[option] = float(per_dataset[min(SUPPORT_DATASETS, len(per_dataset)) - 1])
-    return largest
+        per_dataset = group.groupby("dataset")["images_per_class"]
+        rank = min(SUPPORT_DATASETS, per_dataset.ngroups) - 1
+        measured[option] = (float(np.sort(per_dataset.min().to_numpy())[rank]),
+                            float(np.sort(per_dataset.max().to_numpy())[::-1][rank]))
+    return measured
 
 
 class QuestionnaireModel:
@@ -227,11 +232,12 @@ class QuestionnaireModel:
         tasks = tasks.assign(z=z)
         z = _monotone(tasks, "z").to_numpy()
         k = tasks["images_per_class"].to_numpy(float)
-        k_measured = np.array([self.k_measured_.get(o, KNOTS_K[-1]) for o in tasks["option"]])
+        k_low, k_high = np.array([self.k_measured_.get(o, KNOTS_K[::len(KNOTS_K) - 1]) for o in tasks["option"]],
+                                 float).reshape(-1, 2).T
         chance = 1.0 / tasks["n_classes"].to_numpy(float)
-        low, median, high = self.conformal_.interval(z, kinds, k, k_measured, chance)
+        low, median, high = self.conformal_.interval(z, kinds, k, k_low, k_high, chance)
         return pd.DataFrame({"acc_low": low, "acc_median": median, "acc_high": high, "basis": kinds,
-                             "extrapolated": k > k_measured + 1e-9}, index=tasks.index)
+                             "extrapolated": (k > k_high + 1e-9) | (k < k_low - 1e-9)}, index=tasks.index)
 
 
 def anchor_table(curves: dict, chance: float) -> pd.DataFrame:

@@ -254,7 +254,7 @@ class Advisor:
                  f"class, for {format_duration(best['time_h'])} of compute, {best['human_hours']:.1f} human hours "
                  f"and ${best['total_usd']:,.2f} in all."]
         if best["extrapolated"]:
-            lines.append(f"{q.images_per_class} images per class is beyond the largest k the study measured for this "
+            lines.append(f"{q.images_per_class} images per class is outside the range of k the study measured for this "
                          "option on several datasets: the accuracy is an extrapolation, and its interval is wider.")
         # Would the option win on its median? Then its uncertainty, not its cost, is what ranked it lower.
         on_median = table["utility"] + 100 * (table["acc_median"] - table["acc_cautious"])

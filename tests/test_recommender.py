@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from recommender.accuracy import (ProbeAnchoredModel, QuestionnaireModel, evidence_rows, probe_curves_by_dataset,
-                                  ridge)
+                                  ridge, to_z)
 from recommender.advise import Advisor, cautious_accuracy, pareto_front
 from recommender.carbon import REGIONS, co2_kg
 from recommender.costs import DATA_CENTRE_PUE, Assumptions, ft_recipe, tuning_curve
@@ -205,6 +205,18 @@ def test_predictions_beyond_the_measured_k_are_marked_extrapolated(advisor):
     assert curve.loc[5000, "extrapolated"] and not curve.loc[5, "extrapolated"]
     widths = curve["acc_high"] - curve["acc_low"]
     assert widths.loc[5000] > 0 and (curve["acc_high"] <= 1).all()
+
+
+def test_fine_tuning_below_its_smallest_measured_k_is_an_extrapolation(advisor):
+    """Fine-tuning was measured from 5 images per class up: at 1 it is extrapolated, and its interval widens."""
+    advice = advisor.advise(Questionnaire(n_classes=5, images_per_class=1, hardware="cpu_2core"))
+    options = advice.options.set_index("method")
+    assert options.loc["ft_full", "extrapolated"].all() and not options.loc["fe_linear", "extrapolated"].any()
+    curves = advice.curves[advice.curves["method"] == "ft_full"]
+    ft = curves[curves["backbone"] == curves["backbone"].iloc[0]].set_index("images_per_class")
+    assert ft.loc[1, "extrapolated"] and not ft.loc[5, "extrapolated"]
+    z_half = [to_z(ft.loc[k, "acc_high"], 0.2) - to_z(ft.loc[k, "acc_median"], 0.2) for k in (1, 5)]
+    assert z_half[0] > z_half[1]
 
 
 def test_no_interval_reaches_below_chance(advisor):

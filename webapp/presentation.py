@@ -318,7 +318,7 @@ def options_csv(options: pd.DataFrame) -> pd.DataFrame:
         "Accuracy reached 3 times in 4 (ranks the options)": options["acc_cautious"].round(4),
         "Accuracy basis": options["accuracy_basis"],
         "Study datasets measuring it": options["evidence_datasets"],
-        "Extrapolated beyond the measured k": options["extrapolated"].map({True: "yes", False: "no"}),
+        "Extrapolated outside the measured k": options["extrapolated"].map({True: "yes", False: "no"}),
         "Compute time (h)": options["time_h"],
         "Energy, device only (kWh)": options["energy_kwh"],
         "PUE": options["pue"],
