@@ -35,7 +35,6 @@ from scipy.linalg import block_diag
 from recommender.tasks import dataset_descriptors
 
 KNOTS_K = (1, 2, 5, 10, 20, 50, 100, 200, 400)
-PROBE_KS = (2, 5, 10, 20)
 PROBE_RESOLUTION = 128
 COVERAGE = 0.8
 K_BAND_EDGES = (10, 50)  # intervals are calibrated separately for k <= 10, 10 < k <= 50 and k > 50
@@ -241,15 +240,16 @@ class QuestionnaireModel:
 
 
 def anchor_table(curves: dict, chance: float) -> pd.DataFrame:
-    """Every (probed option, probe k) of one probe as a possible anchor: z there, and the curve's local slope in z
-    per doubling of k (between the neighbouring probe points)."""
+    """Every (probed option, probe k) of one probe as a possible anchor: z there, and the curve's slope in z per
+    doubling of k, fitted by least squares over all its probe points (a difference of neighbouring points is noisy,
+    and next to chance, where z is steep, a 2-point rise from chance reads as a huge slope)."""
     records = []
     for anchor, curve in curves.items():
         ks = sorted(curve)
         z = {k: float(to_z(curve[k], chance)) for k in ks}
-        for position, k in enumerate(ks):
-            low, high = ks[max(0, position - 1)], ks[min(len(ks) - 1, position + 1)]
-            slope = (z[high] - z[low]) / np.log2(high / low) if high != low else 0.0
+        log_k = np.log2(ks)
+        slope = float(np.polyfit(log_k, [z[k] for k in ks], 1)[0]) if len(ks) > 1 else 0.0
+        for k in ks:
             records.append({"anchor": anchor, "anchor_k": k, "z_anchor": z[k], "slope": slope})
     return pd.DataFrame(records, columns=["anchor", "anchor_k", "z_anchor", "slope"])
 
@@ -270,7 +270,10 @@ class ProbeAnchoredModel(QuestionnaireModel):
         return linear[0] if linear else (sorted(curves)[0] if curves else None)
 
     def _offset_design(self, k: np.ndarray, anchor_k: np.ndarray, z_anchor: np.ndarray, slope: np.ndarray):
+        """The offset's hat basis in log k, and the anchor's level and slope as modifiers, held inside the range the
+        study's probes spanned (a probe at chance, or a curve steeper than any seen, is not extrapolated linearly)."""
         span = np.log2(np.maximum(k, 1.0) / anchor_k)
+        z_anchor, slope = np.clip(z_anchor, *self.z_range_), np.clip(slope, *self.slope_range_)
         return np.column_stack([k_hats(k), span * (z_anchor - self.z_centre_), span * slope])
 
     @staticmethod
@@ -325,6 +328,8 @@ class ProbeAnchoredModel(QuestionnaireModel):
 
     def _fit_parts(self, anchored: pd.DataFrame) -> None:
         self.z_centre_ = float(anchored["z_anchor"].mean()) if len(anchored) else 0.0
+        self.z_range_ = (anchored["z_anchor"].min(), anchored["z_anchor"].max()) if len(anchored) else (0.0, 0.0)
+        self.slope_range_ = (anchored["slope"].min(), anchored["slope"].max()) if len(anchored) else (0.0, 0.0)
         self.offsets_ = self._fit_offsets(anchored)
         self.fitted_anchor_ks_ = {}  # (option, probed option) -> the anchor k with fitted offsets
         for option, anchor, anchor_k in self.offsets_:
@@ -353,13 +358,14 @@ class ProbeAnchoredModel(QuestionnaireModel):
         said, weights = [], []
         for anchor, points in anchors.items():
             fitted = self.fitted_anchor_ks_.get((option, anchor), set())
-            usable = [point for point in points if point[0] in fitted]
-            if not usable:
+            if not fitted:
                 continue
-            anchor_k, z_anchor, slope = min(usable, key=lambda point: abs(np.log(k / point[0])))
+            anchor_k, z_anchor, slope = min(points, key=lambda point: abs(np.log(k / point[0])))
+            # A probe of a tiny dataset can stop at a k the study's probes never had: the nearest one's offsets.
+            fitted_k = min(fitted, key=lambda known: abs(np.log(anchor_k / known)))
             x = self._offset_design(np.array([k]), np.array([anchor_k], float), np.array([z_anchor]),
                                     np.array([slope]))
-            said.append(z_anchor + float((x @ self.offsets_[(option, anchor, int(anchor_k))])[0]))
+            said.append(z_anchor + float((x @ self.offsets_[(option, anchor, fitted_k)])[0]))
             weights.append(OWN_WEIGHT if anchor == preferred else (1 - OWN_WEIGHT) / max(1, len(anchors) - 1))
         if not said:
             raise ValueError(f"no evidence to predict {option} from a probe")

@@ -176,6 +176,22 @@ def test_accuracy_models_fit_deterministically(tables):
     pd.testing.assert_frame_equal(a.predict(tasks, curves), b.predict(tasks, curves))
 
 
+def test_a_probe_at_chance_is_not_extrapolated_to_a_near_perfect_accuracy(advisor):
+    """Two classes, the linear probe at 50-55% up to k = 20: the features carry little signal, so 700 images a
+    class are not predicted near 100% (a rise from chance is steep in logit terms; it once read as +95 points)."""
+    probe = encode_probe({("fe_linear", "mobilenetv2_100"): {2: 0.50, 5: 0.52, 10: 0.50, 20: 0.55}})
+    advice = advisor.advise(Questionnaire(n_classes=2, images_per_class=700, probe=probe))
+    assert advice.options["acc_median"].max() < 0.8
+
+
+def test_a_probe_stopping_at_an_unusual_k_still_anchors_the_advice(advisor):
+    """A probe of a tiny dataset stops below the usual k (here one point at k = 7): offsets learned at the
+    nearest probe k are used, not an error."""
+    probe = encode_probe({("fe_fne", "efficientnet_lite0"): {7: 0.6}})
+    advice = advisor.advise(Questionnaire(n_classes=10, images_per_class=20, probe=probe))
+    assert advice.options["accuracy_basis"].str.contains("your probe").all()
+
+
 def test_a_study_datasets_probe_predicts_its_measured_extraction_accuracy(tables):
     """Each study dataset in turn, left out of the fit: its own probe (what a user would measure) predicts its
     measured feature-extraction accuracy at k = 10 within 3 points on average over the datasets (and within 5 on
