@@ -289,6 +289,7 @@ def options_table(options: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "Option": ordered["label"],
         "Accuracy (80% interval)": [_accuracy_cell(r) for r in ordered.itertuples()],
+        "Reached 3 times in 4": [f"{100 * v:.1f}%" for v in ordered["acc_cautious"]],
         "Within budgets": [("no: " + ", ".join(v)) if len(v) else "yes" for v in ordered["violations"]],
         "Pareto front": ordered["pareto"].map({True: "yes", False: "no"}),
         "Money": [format_money(v) for v in ordered["total_usd"]],

@@ -133,7 +133,9 @@ else:
     basis = None
 st.table(table.set_index("Option"))
 st.caption("Energy is given for the device alone and with the data centre's overhead (PUE); CO₂ counts the energy "
-           "with PUE. Money is compute plus labour. Pareto front: no other option is both more accurate and cheaper "
+           "with PUE. Money is compute plus labour. Reached 3 times in 4: the accuracy the recommendation ranks "
+           "options by (with the cost you would trade), so a prediction a little higher but much less certain does "
+           "not win. Pareto front: no other option is both more accurate and cheaper "
            "(in total money)." + (f" Costs of every option are {basis}." if basis else ""))
 
 summary = evidence_summary(evidence.tables)
