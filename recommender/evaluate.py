@@ -4,9 +4,10 @@ For each held-out dataset, the advisor is fitted without it (its runs and its pr
 study measured on it and under each budget scenario, with and without that dataset's own probe (the probe a user
 would run on their images). Its realised accuracy and cost are the held-out dataset's own measurements.
 
-Decisions are scored at the k where fine-tuning was measured on the held-out dataset, among the options measured
-there (the recommender chooses among those; the baselines' fixed picks are measured wherever fine-tuning is). A pick that breaks the scenario's budget cannot be carried out: it is counted as a
-violation and scored as the cheapest option (the fallback a user is left with), never credited with its accuracy.
+Decisions are scored at the k where the held-out dataset has fine-tuning measured and every baseline's pick too;
+the recommender chooses among the options measured there. A pick that breaks the scenario's budget cannot be
+carried out: it is counted as a violation and scored as the cheapest option (the fallback a user is left with),
+never credited with its accuracy.
 
 Policies compared with the recommender: the oracle (best realised option within budget), the best single fixed
 option in hindsight over the training datasets (the strongest static policy), always extract (the best fixed
@@ -143,9 +144,10 @@ def evaluate(tables: dict, assumptions: Assumptions | None = None) -> tuple[pd.D
                             "extrapolated": option["extrapolated"], "predicted": option["acc_median"],
                             "low": option["acc_low"], "high": option["acc_high"],
                             "realised": realised.loc[option["option"], "accuracy"]})
-            if realised["method"].str.startswith("ft_").sum() == 0:
-                continue  # no fine-tuning measured at this k: no extract-or-tune decision to score
             measured = set(realised.index)
+            fixed_picks = {fixed["best_fixed"], fixed["always_fe"], fixed["always_ft"], *fixed["paper_rule"][:2]}
+            if not realised["method"].str.startswith("ft_").any() or not fixed_picks <= measured:
+                continue  # no extract-or-tune decision to score here, or a baseline's pick was not measured
             for scenario, budgets in SCENARIOS.items():
                 feasible = realised[[_within(row, budgets) for _, row in realised.iterrows()]]
                 if feasible.empty:
