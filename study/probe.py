@@ -301,6 +301,19 @@ def store_study_probes(db: str, names: list[str]) -> None:
         print(f"{dataset_name(name)}: {result.summary()}\n")
 
 
+def _progress_printer(stream) -> Callable[[float, str], None]:
+    """On a terminal one line redrawn in place; in a log file one line per step (not one per percent)."""
+    if stream.isatty():
+        return lambda fraction, message: print(f"\r[{fraction:4.0%}] {message:44}", end="", file=stream)
+    last = [None]
+
+    def step(fraction: float, message: str) -> None:
+        if message != last[0]:
+            last[0] = message
+            print(f"[{fraction:4.0%}] {message}", file=stream)
+    return step
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study.probe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -331,8 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.path:
         parser.error("give a folder or .zip to probe, or --study-datasets")
     try:
-        result = probe(args.path, progress=None if args.json else
-                       lambda fraction, message: print(f"\r[{fraction:4.0%}] {message:44}", end="", file=sys.stderr))
+        result = probe(args.path, progress=None if args.json else _progress_printer(sys.stderr))
     except (UploadError, DatasetError) as error:
         print(f"\nerror: {error}", file=sys.stderr)
         return 2

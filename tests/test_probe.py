@@ -286,3 +286,15 @@ def test_a_non_zip_upload_is_refused(tmp_path):
     fake.write_bytes(b"GIF89a not a zip")
     with pytest.raises(UploadError, match="not a readable .zip"):
         probe(fake)
+
+
+def test_progress_in_a_log_file_is_one_line_per_step():
+    """Redirected to a file, the probe's progress writes one line when its step changes, not one per percent."""
+    log = io.StringIO()
+    report = probe_module._progress_printer(log)
+    for percent in range(40):
+        report(percent / 100, "decoding 300 images")
+    report(0.5, "MobileNetV2: classifiers at k=2")
+    report(1.0, "done")
+    assert log.getvalue().splitlines() == ["[  0%] decoding 300 images", "[ 50%] MobileNetV2: classifiers at k=2",
+                                           "[100%] done"]
