@@ -73,6 +73,23 @@ def test_probe_intervals_are_calibrated_per_band_of_k():
     assert pooled[0] == pooled[1] == pytest.approx(1.0)
 
 
+def test_the_rationale_says_when_a_higher_but_less_certain_option_lost(tables, advisor):
+    """Over the study datasets' probes at k = 5 and 20, accuracy only: whenever a better-supported option with a
+    higher median is not recommended, the rationale names it and the rule; it happens at least once."""
+    from recommender.accuracy import SUPPORT_DATASETS
+    explained = 0
+    for dataset, curves in probe_curves_by_dataset(tables).items():
+        n_classes = int(tables["datasets"].set_index("name").loc[dataset, "n_classes"])
+        for k in (5, 20):
+            advice = advisor.advise(Questionnaire(n_classes=n_classes, images_per_class=k, accuracy_weight=1.0,
+                                                  probe=encode_probe(curves)))
+            options = advice.options[advice.options["evidence_datasets"] >= SUPPORT_DATASETS]
+            if options["acc_median"].max() > advice.recommended_row["acc_median"] + 1e-9:
+                assert any("3 times in 4" in line for line in advice.rationale), (dataset, k)
+                explained += 1
+    assert explained >= 1
+
+
 def test_an_over_budget_pick_earns_nothing_for_its_accuracy():
     realised = pd.DataFrame({"accuracy": [0.70, 0.80, 0.95], "time_h": [0.01, 0.02, 2.0],
                              "human_hours": [1.0, 1.0, 6.0]}, index=["extract", "extract_fne", "fine_tune"])
