@@ -20,7 +20,9 @@ twice says little about the next dataset of that domain), so the description ent
 Intervals are leave-one-dataset-out conformal: the 80th percentile of the absolute z errors made on datasets left
 out of the fit, per kind of prediction (measured by the probe, predicted offset, questionnaire only) and, for
 probe-anchored predictions, per band of k (``K_BAND_EDGES``: an offset from a probe point at k = 5 errs differently
-at k = 5 and at k = 100; questionnaire errors are the dataset's own and do not change with k). Outside the range of
+at k = 5 and at k = 100; questionnaire errors are the dataset's own and do not change with k). Probe-anchored
+extraction errors are measured in accuracy points (sampling noise: a few points next to 100% as at 60%, where the
+logit scale alone made intervals far too narrow) and mapped to z at each prediction; the others stay in z. Outside the range of
 k the evidence measured on at least ``SUPPORT_DATASETS`` datasets (above it, or below it: fine-tuning was never
 measured under 5 images per class), predictions are extrapolations: the offset curve is held flat there (learning
 curves saturate) and the interval widens by ``EXTRAPOLATION_WIDENING`` per doubling of k beyond the range (a stated
@@ -131,7 +133,18 @@ def _quantile(residuals: np.ndarray, fallback: float) -> float:
     return float(np.quantile(residuals, level))
 
 
-NO_RESIDUALS = pd.DataFrame({"residual": [], "kind": [], "dataset": [], "k": []})
+NO_RESIDUALS = pd.DataFrame({"residual": [], "kind": [], "dataset": [], "k": [], "z": [], "chance": []})
+
+
+def z_half_width(z, half_accuracy, chance) -> np.ndarray:
+    """The z half-width whose interval reaches ``half_accuracy`` from the predicted accuracy on the side with more
+    room (below it when nearer 100%, above it when nearer chance): an accuracy error of a few points stays a few
+    points next to 100% or chance, where one z unit is worth little accuracy, and the other side follows in z."""
+    z, chance = np.asarray(z, float), np.asarray(chance, float)
+    accuracy = from_z(z, chance)
+    room_below = accuracy >= (1 + chance) / 2
+    target = np.where(room_below, accuracy - half_accuracy, accuracy + half_accuracy)
+    return np.abs(to_z(target, chance) - z)
 
 
 def k_band(k) -> np.ndarray:
@@ -141,32 +154,51 @@ def k_band(k) -> np.ndarray:
 
 class _Conformal:
     """Leave-one-dataset-out residual quantiles per kind of prediction and, with ``by_k_band``, per band of k
-    (falling back to the kind's quantile where a band has too few residuals); and the extrapolation rule."""
+    (falling back to the kind's quantile where a band has too few residuals); and the extrapolation rule.
 
-    def __init__(self, by_k_band: bool = False):
-        self.by_k_band = by_k_band
+    Kinds in ``in_accuracy`` have their residuals measured in accuracy points and mapped to z at each prediction
+    (``z_half_width``): errors that are sampling noise of a measured accuracy (a few points wherever the accuracy
+    is). The others stay in z, where a difference in task difficulty is roughly constant."""
+
+    def __init__(self, by_k_band: bool = False, in_accuracy: tuple[str, ...] = ()):
+        self.by_k_band, self.in_accuracy = by_k_band, tuple(in_accuracy)
+
+    def _accuracy_kind(self, kinds) -> np.ndarray:
+        return np.isin(np.asarray(kinds, dtype=object), self.in_accuracy)
 
     def calibrate(self, residuals: pd.DataFrame) -> "_Conformal":
-        overall = _quantile(residuals["residual"], 1.5)
-        self.half_width_ = {kind: _quantile(group["residual"], overall) for kind, group in residuals.groupby("kind")}
+        in_accuracy = self._accuracy_kind(residuals["kind"])
+        z, chance = residuals["z"].to_numpy(float), residuals["chance"].to_numpy(float)
+        accuracy_residual = from_z(z + residuals["residual"].to_numpy(float), chance) - from_z(z, chance)
+        residuals = residuals.assign(residual=np.where(in_accuracy, accuracy_residual, residuals["residual"]))
+        # with too few residuals: 1.5 in z, 15 points in accuracy
+        self.overall_ = {False: _quantile(residuals.loc[~in_accuracy, "residual"], 1.5),
+                         True: _quantile(residuals.loc[in_accuracy, "residual"], 0.15)}
+        self.half_width_ = {kind: _quantile(group["residual"], self.overall_[kind in self.in_accuracy])
+                            for kind, group in residuals.groupby("kind")}
         bands = residuals.assign(band=k_band(residuals["k"]) if self.by_k_band else 0)
         self.band_half_width_ = {(kind, band): _quantile(group["residual"], self.half_width_[kind])
                                  for (kind, band), group in bands.groupby(["kind", "band"])}
-        self.overall_ = overall
         self.residuals_ = residuals
         return self
 
     def half_width(self, kinds, k) -> np.ndarray:
-        """The calibrated half-width (z units) for each prediction's kind at its k, inside the measured range."""
+        """The calibrated half-width (accuracy for kinds in ``in_accuracy``, else z) for each prediction's kind at
+        its k, inside the measured range."""
         bands = k_band(k) if self.by_k_band else np.zeros(len(kinds), int)
-        return np.array([self.band_half_width_.get((kind, band), self.half_width_.get(kind, self.overall_))
-                         for kind, band in zip(kinds, bands)])
+        return np.array([self.band_half_width_.get((kind, band), self.half_width_.get(
+            kind, self.overall_[kind in self.in_accuracy])) for kind, band in zip(kinds, bands)])
+
+    def z_half(self, z: np.ndarray, kinds, k, chance) -> np.ndarray:
+        """The interval's half-width in z at each prediction, inside the measured range."""
+        half = self.half_width(kinds, k)
+        return np.where(self._accuracy_kind(kinds), z_half_width(z, half, chance), half)
 
     def interval(self, z: np.ndarray, kinds, k: np.ndarray, k_low: np.ndarray, k_high: np.ndarray,
                  chance: np.ndarray):
         """Low, median and high accuracy; widened per doubling of k outside the measured [k_low, k_high]."""
         doublings = np.log2(np.maximum.reduce([np.ones_like(k), k / k_high, k_low / k]))
-        half = self.half_width(kinds, k) * (1 + EXTRAPOLATION_WIDENING * doublings)
+        half = self.z_half(z, kinds, k, chance) * (1 + EXTRAPOLATION_WIDENING * doublings)
         return from_z(z - half, chance), from_z(z, chance), from_z(z + half, chance)
 
 
@@ -217,7 +249,8 @@ class QuestionnaireModel:
             z = self._design(rows[held]) @ coef
             residuals.append(pd.DataFrame({"residual": to_z(rows.loc[held, "accuracy"], rows.loc[held, "chance"]) - z,
                                            "kind": QUESTIONNAIRE, "dataset": dataset,
-                                           "k": rows.loc[held, "images_per_class"]}))
+                                           "k": rows.loc[held, "images_per_class"], "z": z,
+                                           "chance": rows.loc[held, "chance"]}))
         self.conformal_ = _Conformal().calibrate(pd.concat(residuals) if residuals else NO_RESIDUALS)
         return self
 
@@ -321,9 +354,13 @@ class ProbeAnchoredModel(QuestionnaireModel):
             tasks = rows[rows["dataset"] == dataset]
             z, kinds = fold._z(tasks, probes[dataset])
             residuals.append(pd.DataFrame({"residual": tasks["z"].to_numpy() - z, "kind": kinds, "dataset": dataset,
-                                           "k": tasks["images_per_class"].to_numpy()}))
+                                           "k": tasks["images_per_class"].to_numpy(), "z": z,
+                                           "chance": 1.0 / tasks["n_classes"].to_numpy(float)}))
         # Anchored on probe points at k <= 20, errors grow with the distance from the anchor: calibrated per band.
-        self.conformal_ = _Conformal(by_k_band=True).calibrate(pd.concat(residuals) if residuals else NO_RESIDUALS)
+        # Extraction errors are measurement noise (the probe's test images against the study's), a few points
+        # wherever the accuracy is: in accuracy. Fine-tuning's are how much a task gains from it: in z.
+        self.conformal_ = _Conformal(by_k_band=True, in_accuracy=(MEASURED, PREDICTED_FE)).calibrate(
+            pd.concat(residuals) if residuals else NO_RESIDUALS)
         return self
 
     def _fit_parts(self, anchored: pd.DataFrame) -> None:

@@ -155,7 +155,7 @@ class Advisor:
         chance = 1.0 / q.n_classes
         z = to_z(at_k["acc_median"], chance)
         kinds = [PREDICTED_FT if m.startswith("ft_") else PREDICTED_FE for m in at_k["method"]]
-        half = self.probe_model_.conformal_.half_width(kinds, at_k["images_per_class"])
+        half = self.probe_model_.conformal_.z_half(z, kinds, at_k["images_per_class"], chance)
         with_probe = 100 * (from_z(z + half, chance) - from_z(z - half, chance))
         return {"width_now_points": float(100 * (at_k["acc_high"] - at_k["acc_low"]).median()),
                 "width_with_probe_points": float(np.median(with_probe))}

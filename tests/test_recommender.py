@@ -64,7 +64,7 @@ def test_probe_intervals_are_calibrated_per_band_of_k():
     from recommender.accuracy import PREDICTED_FT, _Conformal
     residuals = pd.DataFrame({"residual": np.r_[np.full(20, 0.2), np.full(20, 1.0), [5.0] * 3],
                               "kind": PREDICTED_FT, "dataset": "d", "k": np.r_[np.full(20, 5), np.full(20, 100),
-                                                                               [20] * 3]})
+                                                                               [20] * 3], "z": 0.0, "chance": 0.1})
     banded = _Conformal(by_k_band=True).calibrate(residuals)
     small, middle, large = banded.half_width([PREDICTED_FT] * 3, np.array([5, 20, 100]))
     assert small == pytest.approx(0.2) and large == pytest.approx(1.0)
@@ -88,6 +88,22 @@ def test_the_rationale_says_when_a_higher_but_less_certain_option_lost(tables, a
                 assert any("3 times in 4" in line for line in advice.rationale), (dataset, k)
                 explained += 1
     assert explained >= 1
+
+
+def test_probe_intervals_keep_a_few_points_of_error_next_to_100_percent():
+    """Errors of 3 accuracy points calibrated mid-range: a prediction of 99% gets about 96% as its low end (on the
+    logit scale alone it would be 98.9%), and never reaches 100% or chance."""
+    from recommender.accuracy import PREDICTED_FE, _Conformal
+    chance = np.full(40, 0.1)
+    z = to_z(np.full(40, 0.6), chance)
+    realised = to_z(np.r_[np.full(20, 0.57), np.full(20, 0.63)], chance)
+    residuals = pd.DataFrame({"residual": realised - z, "kind": PREDICTED_FE, "dataset": "d", "k": 10, "z": z,
+                              "chance": chance})
+    conformal = _Conformal(in_accuracy=(PREDICTED_FE,)).calibrate(residuals)
+    low, median, high = conformal.interval(to_z([0.99, 0.5], [0.1, 0.1]), [PREDICTED_FE] * 2, np.array([10, 10]),
+                                           np.array([5, 5]), np.array([20, 20]), np.array([0.1, 0.1]))
+    assert low[0] == pytest.approx(0.96, abs=1e-6) and median[0] == pytest.approx(0.99) and 0.99 < high[0] < 1
+    assert high[1] == pytest.approx(0.53) and low[1] == pytest.approx(0.47, abs=0.002)  # mid-range: about +-3
 
 
 def test_an_over_budget_pick_earns_nothing_for_its_accuracy():
