@@ -268,6 +268,7 @@ class QuestionnaireModel:
                                  float).reshape(-1, 2).T
         chance = 1.0 / tasks["n_classes"].to_numpy(float)
         low, median, high = self.conformal_.interval(z, kinds, k, k_low, k_high, chance)
+        low = _monotone(tasks.assign(low=low), "low").to_numpy()  # more data: the low end does not fall either
         return pd.DataFrame({"acc_low": low, "acc_median": median, "acc_high": high, "basis": kinds,
                              "extrapolated": (k > k_high + 1e-9) | (k < k_low - 1e-9)}, index=tasks.index)
 

@@ -28,12 +28,14 @@ def advisor(tables):
 
 
 def test_predicted_accuracy_never_falls_as_k_grows(advisor):
-    for hardware in ("cpu_2core", "h100"):
+    perfect = encode_probe({("fe_linear", "mobilenetv2_100"): {2: 1.0, 5: 1.0, 10: 1.0, 20: 1.0}})
+    for hardware, probe in (("cpu_2core", None), ("h100", None), ("cpu_2core", perfect)):
         advice = advisor.advise(Questionnaire(n_classes=6, images_per_class=10, domain="textures", colour=False,
-                                              hardware=hardware))
+                                              hardware=hardware, probe=probe))
         for option, curve in advice.curves.groupby("option"):
             curve = curve.sort_values("images_per_class")
             assert np.all(np.diff(curve["acc_median"].to_numpy()) >= -1e-9), option
+            assert np.all(np.diff(curve["acc_low"].to_numpy()) >= -1e-9), option  # nor does the interval's low end
             assert np.all(curve["acc_low"] <= curve["acc_median"]) and np.all(curve["acc_median"] <= curve["acc_high"])
 
 
