@@ -12,21 +12,23 @@ modifiers, so a task whose features already work well (or whose curve is still c
 Offsets transfer across datasets far better than absolute accuracies. Every fit is Huber-weighted (``ridge``): with
 ten datasets, one where fine-tuning gains 20 points would otherwise shift every other task's prediction.
 
-``QuestionnaireModel`` (no probe): z from a curve in log k shared by all options plus each option's deviation from it
-(held flat where the option was not measured) and the number of classes, by ridge regression; its intervals are correspondingly wider. Domain, colour and image size were tried as features and made
-the leave-one-dataset-out error worse (11.6 -> 12.2-19.3 points on the 10 study datasets: a domain seen once or
-twice says little about the next dataset of that domain), so the description enters only through the classes.
+``QuestionnaireModel`` (no probe): z from a curve in log k shared by all options plus each option's deviation from
+it (held flat where the option was not measured) and the number of classes, by ridge regression; its intervals are
+correspondingly wider. Domain, colour and image size were tried as features and made the leave-one-dataset-out error
+worse (11.6 -> 12.2-19.3 points on the 10 study datasets: a domain seen once or twice says little about the next
+dataset of that domain), so the description enters only through the classes.
 
 Intervals are leave-one-dataset-out conformal: the 80th percentile of the absolute z errors made on datasets left
 out of the fit, per kind of prediction (measured by the probe, predicted offset, questionnaire only) and, for
 probe-anchored predictions, per band of k (``K_BAND_EDGES``: an offset from a probe point at k = 5 errs differently
 at k = 5 and at k = 100; questionnaire errors are the dataset's own and do not change with k). Probe-anchored
 extraction errors are measured in accuracy points (sampling noise: a few points next to 100% as at 60%, where the
-logit scale alone made intervals far too narrow) and mapped to z at each prediction; the others stay in z. Outside the range of
-k the evidence measured on at least ``SUPPORT_DATASETS`` datasets (above it, or below it: fine-tuning was never
-measured under 5 images per class), predictions are extrapolations: the offset curve is held flat there (learning
-curves saturate) and the interval widens by ``EXTRAPOLATION_WIDENING`` per doubling of k beyond the range (a stated
-rule: nothing outside the evidence can calibrate it). Predictions never fall as k grows.
+logit scale alone made intervals far too narrow) and mapped to z at each prediction; the others stay in z. Outside
+the range of k the evidence measured on at least ``SUPPORT_DATASETS`` datasets (above it, or below it: fine-tuning
+was never measured under 5 images per class), predictions are extrapolations: the offset curve is held flat there
+(learning curves saturate) and the interval widens by ``EXTRAPOLATION_WIDENING`` per doubling of k beyond the range
+(a stated rule: nothing outside the evidence can calibrate it). Predictions, and the low ends of their intervals,
+never fall as k grows.
 """
 from __future__ import annotations
 

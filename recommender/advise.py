@@ -8,8 +8,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from recommender.accuracy import (COVERAGE, PREDICTED_FE, PREDICTED_FT, SUPPORT_DATASETS, ProbeAnchoredModel, QuestionnaireModel,
-                                  evidence_rows, from_z, probe_curves_by_dataset, to_z)
+from recommender.accuracy import (COVERAGE, PREDICTED_FE, PREDICTED_FT, SUPPORT_DATASETS, ProbeAnchoredModel,
+                                  QuestionnaireModel, evidence_rows, from_z, probe_curves_by_dataset, to_z)
 from recommender.costs import Assumptions, CostModel
 from recommender.evidence import evidence_only
 from recommender.hardware import HARDWARE
@@ -254,8 +254,9 @@ class Advisor:
                  f"class, for {format_duration(best['time_h'])} of compute, {best['human_hours']:.1f} human hours "
                  f"and ${best['total_usd']:,.2f} in all."]
         if best["extrapolated"]:
-            lines.append(f"{q.images_per_class} images per class is outside the range of k the study measured for this "
-                         "option on several datasets: the accuracy is an extrapolation, and its interval is wider.")
+            lines.append(f"{q.images_per_class} images per class is outside the range of k the study measured for "
+                         "this option on several datasets: the accuracy is an extrapolation, and its interval is "
+                         "wider.")
         # Would the option win on its median? Then its uncertainty, not its cost, is what ranked it lower.
         on_median = table["utility"] + 100 * (table["acc_median"] - table["acc_cautious"])
         best_on_median = best["utility"] + 100 * (best["acc_median"] - best["acc_cautious"])

@@ -194,7 +194,8 @@ def summarise(decisions: pd.DataFrame, predictions: pd.DataFrame) -> dict:
                    scenario: {p: round(float(group[f"{p}_regret"].mean()), 2) for p in POLICIES}
                    for scenario, group in decisions.groupby("scenario")},
                "budget_violations": {p: int(decisions[f"{p}_violates"].astype(bool).sum()) for p in POLICIES},
-               "share_datasets_recommender_below_every_baseline": round(float((ours < baselines).all(axis=1).mean()), 2),
+               "share_datasets_recommender_below_every_baseline": round(
+                   float((ours < baselines).all(axis=1).mean()), 2),
                "share_datasets_recommender_at_or_below_every_baseline": round(
                    float((ours <= baselines + 1e-9).all(axis=1).mean()), 2)}
     with_probe = predictions[predictions["probe"]]
