@@ -41,7 +41,7 @@ class Advice:
     curves: pd.DataFrame
     feasible_exists: bool = True
     evidence_used: dict = field(default_factory=dict)
-    probe_would_narrow: dict | None = None  # without a probe: interval widths now and with one (points)
+    probe_would_narrow: dict | None = None  # without a probe: interval widths now, and with one per family (points)
 
     @property
     def recommended_row(self) -> pd.Series:
@@ -156,9 +156,12 @@ class Advisor:
         z = to_z(at_k["acc_median"], chance)
         kinds = [PREDICTED_FT if m.startswith("ft_") else PREDICTED_FE for m in at_k["method"]]
         half = self.probe_model_.conformal_.z_half(z, kinds, at_k["images_per_class"], chance)
-        with_probe = 100 * (from_z(z + half, chance) - from_z(z - half, chance))
+        with_probe = pd.Series(100 * (from_z(z + half, chance) - from_z(z - half, chance)))
+        fine_tuning = at_k["method"].str.startswith("ft_").to_numpy()
         return {"width_now_points": float(100 * (at_k["acc_high"] - at_k["acc_low"]).median()),
-                "width_with_probe_points": float(np.median(with_probe))}
+                "width_with_probe_extraction_points": float(with_probe[~fine_tuning].median()),
+                "width_with_probe_fine_tuning_points": float(with_probe[fine_tuning].median()) if fine_tuning.any()
+                else None}
 
     def advise(self, q: Questionnaire, assumptions: Assumptions | None = None, only: set[str] | None = None) -> Advice:
         """``only``: option ids to choose among (default every option the evidence and the hardware support)."""

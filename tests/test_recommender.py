@@ -108,6 +108,14 @@ def test_probe_intervals_keep_a_few_points_of_error_next_to_100_percent():
     assert high[1] == pytest.approx(0.53) and low[1] == pytest.approx(0.47, abs=0.002)  # mid-range: about +-3
 
 
+def test_without_a_probe_the_advice_says_how_much_one_would_narrow_each_family(advisor):
+    narrow = advisor.advise(Questionnaire(n_classes=5, images_per_class=20)).probe_would_narrow
+    assert narrow["width_with_probe_extraction_points"] < narrow["width_now_points"]
+    assert narrow["width_with_probe_extraction_points"] < narrow["width_with_probe_fine_tuning_points"]
+    assert advisor.advise(Questionnaire(n_classes=5, images_per_class=20, probe=encode_probe(
+        {("fe_linear", "mobilenetv2_100"): {2: 0.5, 5: 0.6}}))).probe_would_narrow is None
+
+
 def test_an_over_budget_pick_earns_nothing_for_its_accuracy():
     realised = pd.DataFrame({"accuracy": [0.70, 0.80, 0.95], "time_h": [0.01, 0.02, 2.0],
                              "human_hours": [1.0, 1.0, 6.0]}, index=["extract", "extract_fne", "fine_tune"])

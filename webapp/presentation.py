@@ -172,9 +172,11 @@ def resolution_sentence(row) -> str:
 
 def probe_would_narrow_sentence(narrow: dict, how_to_probe: str) -> str:
     """Without a probe: how wide the interval is now, and how narrow a probe would make it."""
+    fine_tuning = narrow.get("width_with_probe_fine_tuning_points")
     return (f"No probe of your images yet: the 80% interval is about {narrow['width_now_points']:.0f} points wide. "
             f"A probe (about a minute, {how_to_probe}) would narrow it to about "
-            f"{narrow['width_with_probe_points']:.0f} points.")
+            f"{narrow['width_with_probe_extraction_points']:.0f} points for extraction"
+            + (f" and {fine_tuning:.0f} for fine-tuning." if fine_tuning is not None else "."))
 
 
 def describe_answer(name: str, value) -> str:
