@@ -266,7 +266,7 @@ class QuestionnaireModel:
         tasks = tasks.assign(z=z)
         z = _monotone(tasks, "z").to_numpy()
         k = tasks["images_per_class"].to_numpy(float)
-        k_low, k_high = np.array([self.k_measured_.get(o, KNOTS_K[::len(KNOTS_K) - 1]) for o in tasks["option"]],
+        k_low, k_high = np.array([self.k_measured_.get(o, (KNOTS_K[0], KNOTS_K[-1])) for o in tasks["option"]],
                                  float).reshape(-1, 2).T
         chance = 1.0 / tasks["n_classes"].to_numpy(float)
         low, median, high = self.conformal_.interval(z, kinds, k, k_low, k_high, chance)

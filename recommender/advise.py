@@ -77,8 +77,9 @@ def working_resolution(q: Questionnaire, native_px: int) -> tuple[int, str]:
 
 
 def cautious_accuracy(acc_low, acc_median, chance: float) -> np.ndarray:
-    """The CAUTIOUS_QUANTILE of the predicted accuracy: the 80% interval is symmetric in z (its low end is the 10th
-    percentile), so the quantile sits at the matching fraction of the way from the median to the low end."""
+    """The CAUTIOUS_QUANTILE of the predicted accuracy: the 80% interval's low end is its 10th percentile (symmetric
+    with the high end in z, unless raised so that it does not fall as k grows), so the quantile sits at the matching
+    fraction of the way from the median to the low end."""
     z_median, z_low = to_z(acc_median, chance), to_z(acc_low, chance)
     fraction = NormalDist().inv_cdf(CAUTIOUS_QUANTILE) / NormalDist().inv_cdf((1 - COVERAGE) / 2)
     return from_z(z_median + fraction * (z_low - z_median), chance)
@@ -193,7 +194,7 @@ class Advisor:
         table = pd.DataFrame(records)
         table["pareto"] = pareto_front(table["acc_median"].to_numpy(), table["total_usd"].to_numpy())
         table["acc_cautious"] = cautious_accuracy(table["acc_low"], table["acc_median"], 1.0 / q.n_classes)
-        table["utility"] = self._utility(table, q.accuracy_weight)
+        table["utility"] = self._utility(table, table["acc_cautious"], q.accuracy_weight)
         feasible = table[table["feasible"]]
         feasible_exists = not feasible.empty
         if feasible_exists:
@@ -217,11 +218,11 @@ class Advisor:
                       self._probe_would_narrow(q, at_k))
 
     @staticmethod
-    def _utility(table: pd.DataFrame, weight: float) -> pd.Series:
-        """Accuracy points minus the points the user would trade per doubling of total cost."""
+    def _utility(table: pd.DataFrame, accuracy: pd.Series, weight: float) -> pd.Series:
+        """``accuracy`` in points minus the points the user would trade per doubling of total cost."""
         points_per_doubling = COST_POINTS_PER_DOUBLING_AT_HALF_WEIGHT * (1 - weight) / max(weight, 0.05)
         relative_cost = np.log2(table["total_usd"].clip(lower=1e-6) / table["total_usd"].clip(lower=1e-6).min())
-        return 100 * table["acc_cautious"] - points_per_doubling * relative_cost
+        return 100 * accuracy - points_per_doubling * relative_cost
 
     def nearest_datasets(self, q: Questionnaire, n: int = 2) -> pd.DataFrame:
         d = self.descriptors_.copy()
@@ -261,9 +262,8 @@ class Advisor:
                          "this option on several datasets: the accuracy is an extrapolation, and its interval is "
                          "wider.")
         # Would the option win on its median? Then its uncertainty, not its cost, is what ranked it lower.
-        on_median = table["utility"] + 100 * (table["acc_median"] - table["acc_cautious"])
-        best_on_median = best["utility"] + 100 * (best["acc_median"] - best["acc_cautious"])
-        rival = table[table["feasible"] & (on_median > best_on_median + 1e-9)
+        on_median = self._utility(table, table["acc_median"], q.accuracy_weight)
+        rival = table[table["feasible"] & (on_median > on_median[best.name] + 1e-9)
                       & (table["evidence_datasets"] >= SUPPORT_DATASETS)]
         if feasible_exists and len(rival):
             rival = rival.sort_values("acc_median").iloc[-1]
