@@ -28,7 +28,8 @@ the range of k the evidence measured on at least ``SUPPORT_DATASETS`` datasets (
 was never measured under 5 images per class), predictions are extrapolations: the offset curve is held flat there
 (learning curves saturate) and the interval widens by ``EXTRAPOLATION_WIDENING`` per doubling of k beyond the range
 (a stated rule: nothing outside the evidence can calibrate it). Predictions, and the low ends of their intervals,
-never fall as k grows.
+never fall as k grows. The same signed calibration errors give each prediction's expected accuracy (their mean
+around it), which the advisor ranks by.
 """
 from __future__ import annotations
 
@@ -127,9 +128,12 @@ def _monotone(frame: pd.DataFrame, column: str) -> pd.Series:
     return order.groupby(["method", "backbone"], sort=False)[column].cummax().reindex(frame.index)
 
 
+MIN_RESIDUALS = 8  # fewer calibration errors than this: fall back to a coarser group's
+
+
 def _quantile(residuals: np.ndarray, fallback: float) -> float:
     residuals = np.abs(np.asarray(residuals, float))
-    if len(residuals) < 8:
+    if len(residuals) < MIN_RESIDUALS:
         return fallback
     level = min(1.0, np.ceil((len(residuals) + 1) * COVERAGE) / len(residuals))
     return float(np.quantile(residuals, level))
@@ -181,8 +185,19 @@ class _Conformal:
         bands = residuals.assign(band=k_band(residuals["k"]) if self.by_k_band else 0)
         self.band_half_width_ = {(kind, band): _quantile(group["residual"], self.half_width_[kind])
                                  for (kind, band), group in bands.groupby(["kind", "band"])}
+        self.errors_ = {kind: group["residual"].to_numpy(float) for kind, group in residuals.groupby("kind")
+                        if len(group) >= MIN_RESIDUALS}
+        self.band_errors_ = {(kind, band): group["residual"].to_numpy(float)
+                             for (kind, band), group in bands.groupby(["kind", "band"]) if len(group) >= MIN_RESIDUALS}
         self.residuals_ = residuals
         return self
+
+    def errors(self, kind: str, k: float) -> np.ndarray:
+        """The signed calibration errors behind a prediction's interval: those of its kind in its band of k, else
+        of its kind; none (just the median) if there are too few."""
+        band = int(k_band([k])[0]) if self.by_k_band else 0
+        found = self.band_errors_.get((kind, band), self.errors_.get(kind))
+        return np.zeros(1) if found is None else found
 
     def half_width(self, kinds, k) -> np.ndarray:
         """The calibrated half-width (accuracy for kinds in ``in_accuracy``, else z) for each prediction's kind at
@@ -196,12 +211,31 @@ class _Conformal:
         half = self.half_width(kinds, k)
         return np.where(self._accuracy_kind(kinds), z_half_width(z, half, chance), half)
 
+    @staticmethod
+    def widening(k: np.ndarray, k_low: np.ndarray, k_high: np.ndarray) -> np.ndarray:
+        """The factor errors grow by outside the measured [k_low, k_high]: 1 + EXTRAPOLATION_WIDENING per doubling."""
+        doublings = np.log2(np.maximum.reduce([np.ones_like(k), k / k_high, k_low / k]))
+        return 1 + EXTRAPOLATION_WIDENING * doublings
+
     def interval(self, z: np.ndarray, kinds, k: np.ndarray, k_low: np.ndarray, k_high: np.ndarray,
                  chance: np.ndarray):
         """Low, median and high accuracy; widened per doubling of k outside the measured [k_low, k_high]."""
-        doublings = np.log2(np.maximum.reduce([np.ones_like(k), k / k_high, k_low / k]))
-        half = self.z_half(z, kinds, k, chance) * (1 + EXTRAPOLATION_WIDENING * doublings)
+        half = self.z_half(z, kinds, k, chance) * self.widening(k, k_low, k_high)
         return from_z(z - half, chance), from_z(z, chance), from_z(z + half, chance)
+
+    def expected(self, z: np.ndarray, kinds, k: np.ndarray, k_low: np.ndarray, k_high: np.ndarray,
+                 chance: np.ndarray) -> np.ndarray:
+        """The mean accuracy over the calibration errors (widened as the interval is): what a user who wants the
+        most accuracy on average should rank by. It differs from the median where errors are skewed: a few tasks
+        gain far more from fine-tuning than the typical one, few gain far less."""
+        expected = []
+        for z_one, kind, k_one, chance_one, widening in zip(z, kinds, k, chance, self.widening(k, k_low, k_high)):
+            errors = widening * self.errors(kind, k_one)
+            if kind in self.in_accuracy:
+                expected.append(np.clip(from_z(z_one, chance_one) + errors, chance_one, 1).mean())
+            else:
+                expected.append(from_z(z_one + errors, chance_one).mean())
+        return np.array(expected)
 
 
 def _measured_k(rows: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
@@ -271,7 +305,9 @@ class QuestionnaireModel:
         chance = 1.0 / tasks["n_classes"].to_numpy(float)
         low, median, high = self.conformal_.interval(z, kinds, k, k_low, k_high, chance)
         low = _monotone(tasks.assign(low=low), "low").to_numpy()  # more data: the low end does not fall either
-        return pd.DataFrame({"acc_low": low, "acc_median": median, "acc_high": high, "basis": kinds,
+        expected = self.conformal_.expected(z, kinds, k, k_low, k_high, chance)
+        return pd.DataFrame({"acc_low": low, "acc_median": median, "acc_high": high, "acc_expected": expected,
+                             "basis": kinds,
                              "extrapolated": (k > k_high + 1e-9) | (k < k_low - 1e-9)}, index=tasks.index)
 
 

@@ -25,9 +25,13 @@ BUDGET_LABELS = {"budget_money_usd": "money", "budget_energy_kwh": "energy", "bu
 CURVE_K = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 # Accuracy points one would give up to halve the cost, at accuracy_weight w: 4 * (1 - w) / w.
 COST_POINTS_PER_DOUBLING_AT_HALF_WEIGHT = 4.0
-# Options are ranked by the accuracy they reach 3 times in 4 (the predictive distribution's lower quartile), not by
-# the median: an uncertain prediction a hair above a well-measured one is more often a loss than a gain.
+# Options are ranked by their expected accuracy (the mean over the calibrated errors: the most accuracy on average)
+# or, for a cautious user, by the accuracy they reach 3 times in 4 (the predictive distribution's lower quartile: an
+# uncertain prediction a hair above a well-measured one then does not win).
 CAUTIOUS_QUANTILE = 0.25
+RANKING_COLUMNS = {"expected": "acc_expected", "cautious": "acc_cautious"}
+RANKING_WORDS = {"expected": "the accuracy they are expected to reach on average",
+                 "cautious": "the accuracy they reach 3 times in 4"}
 SMALLEST_INPUT_PX = 64  # below this the backbones' five stride-2 stages leave almost nothing to pool
 
 
@@ -187,14 +191,15 @@ class Advisor:
                             "backbone": row["backbone"], "resolution": resolution, "resolution_reason": why,
                             "accuracy_resolution": ", ".join(f"{r} px" for r in self.evidence_resolutions_),
                             "acc_low": row["acc_low"], "acc_median": row["acc_median"], "acc_high": row["acc_high"],
-                            "accuracy_basis": row["basis"], "extrapolated": bool(row["extrapolated"]),
+                            "acc_expected": row["acc_expected"], "accuracy_basis": row["basis"], "extrapolated": bool(row["extrapolated"]),
                             "evidence_datasets": int(self.evidence_datasets_[(row["method"], row["backbone"])]),
                             **cost, "violations": [v["budget"] for v in verdicts], "verdicts": verdicts,
                             "feasible": not verdicts})
         table = pd.DataFrame(records)
         table["pareto"] = pareto_front(table["acc_median"].to_numpy(), table["total_usd"].to_numpy())
         table["acc_cautious"] = cautious_accuracy(table["acc_low"], table["acc_median"], 1.0 / q.n_classes)
-        table["utility"] = self._utility(table, table["acc_cautious"], q.accuracy_weight)
+        table["acc_ranked"] = table[RANKING_COLUMNS[q.rank_by]]
+        table["utility"] = self._utility(table, table["acc_ranked"], q.accuracy_weight)
         feasible = table[table["feasible"]]
         feasible_exists = not feasible.empty
         if feasible_exists:
@@ -261,16 +266,17 @@ class Advisor:
             lines.append(f"{q.images_per_class} images per class is outside the range of k the study measured for "
                          "this option on several datasets: the accuracy is an extrapolation, and its interval is "
                          "wider.")
-        # Would the option win on its median? Then its uncertainty, not its cost, is what ranked it lower.
+        # Would an option win on its median? Then the spread of its errors, not its cost, is what ranked it lower.
         on_median = self._utility(table, table["acc_median"], q.accuracy_weight)
         rival = table[table["feasible"] & (on_median > on_median[best.name] + 1e-9)
                       & (table["evidence_datasets"] >= SUPPORT_DATASETS)]
         if feasible_exists and len(rival):
             rival = rival.sort_values("acc_median").iloc[-1]
-            lines.append(f"{rival['label']} has a higher median ({100 * rival['acc_median']:.1f}%) but a less certain "
-                         f"one: options are ranked by the accuracy they reach 3 times in 4 "
-                         f"({100 * best['acc_cautious']:.1f}% here against {100 * rival['acc_cautious']:.1f}%), so "
-                         "a prediction a little higher but much less certain does not win.")
+            why = ("so a prediction a little higher but much less certain does not win" if q.rank_by == "cautious"
+                   else "which weighs how far the predictions for such tasks have erred, and in which direction")
+            lines.append(f"{rival['label']} has a higher median ({100 * rival['acc_median']:.1f}%), but options are "
+                         f"ranked by {RANKING_WORDS[q.rank_by]} ({100 * best['acc_ranked']:.1f}% here against "
+                         f"{100 * rival['acc_ranked']:.1f}%), {why}.")
         if not feasible_exists:
             lines.append("No option fits every budget; this one overshoots them the least. What breaks each budget "
                          "and what would change it is listed below.")

@@ -12,6 +12,8 @@ DOMAINS = ["natural objects", "remote sensing", "textures", "medical", "industri
            "handwriting / digits", "product photos", "other"]
 MAX_CLASSES = 10_000
 MAX_IMAGES_PER_CLASS = 1_000_000
+# How options are ranked: by the accuracy expected on average, or by the accuracy reached 3 times in 4 (cautious).
+RANK_BY = ("expected", "cautious")
 BUDGET_FIELDS = ("budget_money_usd", "budget_energy_kwh", "budget_co2_kg", "budget_wall_time_h",
                  "budget_human_hours")
 
@@ -41,6 +43,7 @@ class Questionnaire:
     budget_wall_time_h: float | None = None
     budget_human_hours: float | None = None
     accuracy_weight: float = 0.7  # 1 = accuracy only, 0 = cost only
+    rank_by: str = "expected"  # one of RANK_BY
     probe: str | None = None  # the user's measured probe curves (python -m study.probe), see encode_probe
 
     def validate(self) -> "Questionnaire":
@@ -52,6 +55,7 @@ class Questionnaire:
         _choice(self.domain, "domain", DOMAINS)
         _choice(self.hardware, "hardware", list(HARDWARE))
         _choice(self.region, "region", list(REGIONS))
+        _choice(self.rank_by, "rank_by", list(RANK_BY))
         if not isinstance(self.colour, bool):
             raise QuestionnaireError("colour", "must be true or false")
         for name in BUDGET_FIELDS:

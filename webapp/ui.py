@@ -24,8 +24,8 @@ from recommender.carbon import REGIONS
 from recommender.costs import ASSUMPTION_SOURCES, DATA_CENTRE_PUE, Assumptions
 from recommender.evidence import EvidenceError, load_tables
 from recommender.hardware import HARDWARE
-from webapp.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, format_number, readable
-from recommender.questionnaire import BUDGET_FIELDS, DOMAINS, Questionnaire, QuestionnaireError
+from webapp.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, RANK_BY_LABELS, format_number, readable
+from recommender.questionnaire import BUDGET_FIELDS, DOMAINS, RANK_BY, Questionnaire, QuestionnaireError
 
 TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probe_curves", "failures")
 EVIDENCE_TTL_S = 300
@@ -265,6 +265,11 @@ def questionnaire_form(initial: Questionnaire, assumptions: Assumptions) -> Ques
             accuracy_weight = st.slider(QUESTION_LABELS["accuracy_weight"], 0.0, 1.0, step=0.05,
                                         key="q_accuracy_weight",
                                         help="0: the cheapest option within budgets; 1: the most accurate one.")
+            rank_by = st.radio(QUESTION_LABELS["rank_by"], RANK_BY, key="q_rank_by", horizontal=True,
+                               format_func=RANK_BY_LABELS.get,
+                               help="Expected: the most accuracy on average over tasks like yours. Cautious: the "
+                                    "accuracy an option reaches 3 times in 4, so a prediction a little higher but "
+                                    "much less certain (fine-tuning, often) does not win.")
             probe = st.text_input(
                 QUESTION_LABELS["probe"] + " (optional)", placeholder="not measured", key="q_probe",
                 help="Filled by **Measure your own images** above (or `python -m study.probe YOUR_IMAGES`): the "
@@ -278,7 +283,7 @@ def questionnaire_form(initial: Questionnaire, assumptions: Assumptions) -> Ques
         return None
     answers = Questionnaire(n_classes=_whole(n_classes), images_per_class=_whole(images_per_class), domain=domain,
                             image_size_px=_whole(image_size_px), working_resolution_px=_whole(working_resolution_px),
-                            colour=colour, hardware=hardware, region=region, accuracy_weight=accuracy_weight,
+                            colour=colour, hardware=hardware, region=region, accuracy_weight=accuracy_weight, rank_by=rank_by,
                             probe=(probe or "").strip() or None, **budget_values)
     try:
         return answers.validate()

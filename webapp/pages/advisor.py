@@ -6,7 +6,7 @@ from webapp import ui
 from recommender.carbon import REGIONS
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.hardware import HARDWARE
-from webapp.presentation import (COSTS, QUESTION_LABELS, budget_checks, budget_failures, duration,
+from webapp.presentation import (COSTS, QUESTION_LABELS, RANK_BY_LABELS, budget_checks, budget_failures, duration,
                                  format_amount, format_money, options_csv, options_table, plain,
                                  probe_curves_table, probe_would_narrow_sentence, pue_reason, readable,
                                  resolution_sentence)
@@ -133,9 +133,11 @@ else:
     basis = None
 st.table(table.set_index("Option"))
 st.caption("Energy is given for the device alone and with the data centre's overhead (PUE); CO₂ counts the energy "
-           "with PUE. Money is compute plus labour. Reached 3 times in 4: the accuracy the recommendation ranks "
-           "options by (with the cost you would trade), so a prediction a little higher but much less certain does "
-           "not win. Pareto front: no other option is both more accurate and cheaper "
+           "with PUE. Money is compute plus labour. Expected: the mean accuracy over how far predictions for "
+           "tasks like yours have erred, and in which direction. Reached 3 times in 4: the cautious figure, so a "
+           f"prediction a little higher but much less certain does not win. Options are ranked by the "
+           f"{RANK_BY_LABELS[answers.rank_by]} (your choice), with the cost you would trade. "
+           "Pareto front: no other option is both more accurate and cheaper "
            "(in total money)." + (f" Costs of every option are {basis}." if basis else ""))
 
 summary = evidence_summary(evidence.tables)

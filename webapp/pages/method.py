@@ -50,7 +50,8 @@ st.markdown("Leave one dataset out: the advisor, fitted without a dataset, advis
             "within budget in hindsight (regret, in accuracy points), and so are fixed policies: the best fixed "
             "option in hindsight, always extract, always fine-tune, and the seed paper's k-threshold rule. A pick "
             "that breaks the budget is counted as a violation and scored as the cheapest option, the fallback a "
-            "user is left with.")
+            "user is left with. The recommender ranks by expected accuracy here (the default); mean regret is the "
+            "average over decisions, which is what expected accuracy maximises.")
 quality, headline = ui.decision_quality()
 if quality is None and not headline:
     st.info("Not evaluated yet. Run `python -m recommender.evaluate` to measure it.")
