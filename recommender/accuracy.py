@@ -58,6 +58,11 @@ PREDICTED_FT = "predicted from your probe (fine-tuning)"
 QUESTIONNAIRE = "predicted from the task description"
 
 
+def predicted_kind(method: str) -> str:
+    """The kind of a probe-anchored prediction of an option the probe did not measure at that k."""
+    return PREDICTED_FT if method.startswith("ft_") else PREDICTED_FE
+
+
 def to_z(accuracy, chance) -> np.ndarray:
     chance = np.asarray(chance, float)
     normalised = np.clip((np.asarray(accuracy, float) - chance) / (1 - chance), Z_CLIP, 1 - Z_CLIP)
@@ -463,7 +468,7 @@ class ProbeAnchoredModel(QuestionnaireModel):
                 tables[chance] = {anchor: list(zip(group["anchor_k"], group["z_anchor"], group["slope"]))
                                   for anchor, group in table.groupby("anchor", sort=False)}
             z[position] = self._predicted(option, k, tables[chance], self.anchor(option, curves))
-            kinds.append(PREDICTED_FT if row.method.startswith("ft_") else PREDICTED_FE)
+            kinds.append(predicted_kind(row.method))
         return z, kinds
 
     def predict(self, tasks: pd.DataFrame, curves: dict) -> pd.DataFrame:

@@ -8,8 +8,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from recommender.accuracy import (COVERAGE, PREDICTED_FE, PREDICTED_FT, SUPPORT_DATASETS, ProbeAnchoredModel,
-                                  QuestionnaireModel, evidence_rows, from_z, probe_curves_by_dataset, to_z)
+from recommender.accuracy import (COVERAGE, SUPPORT_DATASETS, ProbeAnchoredModel, QuestionnaireModel, evidence_rows,
+                                  from_z, predicted_kind, probe_curves_by_dataset, to_z)
 from recommender.costs import Assumptions, CostModel
 from recommender.evidence import evidence_only
 from recommender.hardware import HARDWARE
@@ -159,7 +159,7 @@ class Advisor:
             return None
         chance = 1.0 / q.n_classes
         z = to_z(at_k["acc_median"], chance)
-        kinds = [PREDICTED_FT if m.startswith("ft_") else PREDICTED_FE for m in at_k["method"]]
+        kinds = [predicted_kind(m) for m in at_k["method"]]
         half = self.probe_model_.conformal_.z_half(z, kinds, at_k["images_per_class"], chance)
         with_probe = pd.Series(100 * (from_z(z + half, chance) - from_z(z - half, chance)))
         fine_tuning = at_k["method"].str.startswith("ft_").to_numpy()

@@ -15,7 +15,6 @@ Three checks on the stored runs (the ``cpu-convergence`` grid next to the ``cpu`
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 from pathlib import Path
 

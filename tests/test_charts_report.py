@@ -2,6 +2,7 @@
 import io
 import re
 
+import pandas as pd
 import pytest
 from pypdf import PdfReader
 
@@ -115,6 +116,14 @@ def test_the_personal_report_names_options_failures_resolution_and_every_source(
     assert "with PUE" in flat
     assert sum(len(page.images) for page in reader.pages) >= 1  # the charts
     assert not re.search(rb" Tw\b", reader.pages[0].get_contents().get_data())  # left-aligned, not justified
+
+
+def test_a_report_table_writes_numbers_and_flags_as_people_read_them():
+    document = report._Document("Numbers")
+    document.add_page()
+    document.table(pd.DataFrame({"option": ["a", "b"], "accuracy": [0.8512, 12500.0], "feasible": [True, False]}))
+    text = " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(document.bytes())).pages).split())
+    assert "0.85" in text and "12,500" in text and "yes" in text and "no" in text
 
 
 def test_the_guidelines_document_carries_every_guideline_its_numbers_and_the_sources(tables, advisor):

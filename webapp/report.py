@@ -17,8 +17,9 @@ from webapp import charts
 from recommender.advise import BUDGET_COLUMNS
 from recommender.hardware import HARDWARE
 from webapp.presentation import (answers_table, assumptions_table, budget_checks, duration, failures_table,
-                                 format_amount, format_interval, format_money, numbers_table, options_table,
-                                 probe_would_narrow_sentence, pue_reason, readable, resolution_sentence)
+                                 format_amount, format_interval, format_money, format_number, numbers_table,
+                                 options_table, probe_would_narrow_sentence, pue_reason, readable,
+                                 resolution_sentence)
 
 FONT = "DejaVu"
 FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}

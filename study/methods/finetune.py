@@ -7,7 +7,6 @@ and the input needs none, so autograd records nothing there: the backward pass s
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
