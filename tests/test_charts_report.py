@@ -12,8 +12,8 @@ from recommender.advise import Advisor
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import load_tables
 from recommender.questionnaire import Questionnaire, encode_probe
-from webapp.presentation import (budget_checks, budget_failures, format_amount, numbers_table, options_csv,
-                                 options_table, readable)
+from webapp.presentation import (answers_table, budget_checks, budget_failures, format_amount, numbers_table,
+                                 options_csv, options_table, readable)
 from webapp.provenance import evaluation_summary, evaluation_table, evidence_summary, sources_table
 from webapp.ui import (PUBLIC_URL_ENV, TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link,
                        share_link)
@@ -116,6 +116,11 @@ def test_the_personal_report_names_options_failures_resolution_and_every_source(
     assert "with PUE" in flat
     assert sum(len(page.images) for page in reader.pages) >= 1  # the charts
     assert not re.search(rb" Tw\b", reader.pages[0].get_contents().get_data())  # left-aligned, not justified
+
+
+def test_the_answers_say_how_options_are_ranked_in_words():
+    answers = answers_table(Questionnaire(rank_by="cautious")).set_index("Question")["Answer"]
+    assert answers["Rank options by"] == "accuracy reached 3 times in 4"
 
 
 def test_a_report_table_writes_numbers_and_flags_as_people_read_them():

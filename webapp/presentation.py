@@ -192,6 +192,8 @@ def describe_answer(name: str, value) -> str:
         return "yes" if value else "no (greyscale)"
     if name == "probe":
         return describe_probe(value)
+    if name == "rank_by":
+        return RANK_BY_LABELS[value]
     if name in ("image_size_px", "working_resolution_px"):
         return f"{value} px"
     if name.startswith("budget_"):
