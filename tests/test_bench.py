@@ -13,7 +13,7 @@ def test_quick_bench_reports_study_and_reference_rates(tmp_path, capsys):
     table = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert report["device"]["type"] == "cpu" and report["device"]["name"].startswith("CPU: ")
-    assert report["device"]["name"] in table and "mobilenetv2_100" in table
+    assert report["device"]["name"] in table and "mobilenetv2_100" in table and "before / after" in table
     assert report["targets_judged"] is False and report["targets"] == {"ft": 0.85}
     (entry,) = report["results"]
     assert entry["backbone"] == "mobilenetv2_100" and entry["resolution"] == 32
@@ -23,6 +23,10 @@ def test_quick_bench_reports_study_and_reference_rates(tmp_path, capsys):
         assert item["ratio"] > 0 and item["meets_target"] is None
         assert item["study"]["warmup_s"] >= 0 and item["reference"]["warmup_s"] > 0
         assert item["study"]["joules_per_image"] > 0
+        reference = item["reference"]  # timed before and after the study paths, pooled
+        assert reference["iterations"] == 2 * 2  # --ref-iters 2 (FT: at least 2), twice
+        low, high = sorted((reference["images_per_s_before"], reference["images_per_s_after"]))
+        assert low <= reference["images_per_s"] <= high
     fe = entry["fe"]["study"]
     assert [d["dataset"] for d in fe["datasets"]] == ["neu_steel_defects", "flowers5"]
     assert fe["images"] == (6 * 8 + 6 * 2) + (5 * 9 + 5 * 2)  # class-balanced caps of 48 train, 12 test
