@@ -27,8 +27,12 @@ logit scale alone made intervals far too narrow) and mapped to z at each predict
 the range of k the evidence measured on at least ``SUPPORT_DATASETS`` datasets (above it, or below it: fine-tuning
 was never measured under 5 images per class), predictions are extrapolations: the offset curve is held flat there
 (learning curves saturate) and the interval widens by ``EXTRAPOLATION_WIDENING`` per doubling of k beyond the range
-(a stated rule: nothing outside the evidence can calibrate it). Predictions, and the low ends of their intervals,
-never fall as k grows. The same signed calibration errors give each prediction's expected accuracy (their mean
+(a stated rule: nothing outside the evidence can calibrate it). Likewise outside the class counts of the study's
+datasets (2 to 10 today), the questionnaire model holds the class count's effect at the nearest end and widens per
+doubling of classes beyond it (within 2-10 classes the tasks with more classes happened to be easier: extrapolated
+linearly, 1000 classes predicted 98% at k = 5). Probe-anchored predictions do not use the class count as a
+feature: the probe carries the task's difficulty, and the anchor's level and slope are held inside the study's
+range. Predictions, and the low ends of their intervals, never fall as k grows. The same signed calibration errors give each prediction's expected accuracy (their mean
 around it), which the advisor ranks by.
 """
 from __future__ import annotations
@@ -216,31 +220,30 @@ class _Conformal:
         half = self.half_width(kinds, k)
         return np.where(self._accuracy_kind(kinds), z_half_width(z, half, chance), half)
 
-    @staticmethod
-    def widening(k: np.ndarray, k_low: np.ndarray, k_high: np.ndarray) -> np.ndarray:
-        """The factor errors grow by outside the measured [k_low, k_high]: 1 + EXTRAPOLATION_WIDENING per doubling."""
-        doublings = np.log2(np.maximum.reduce([np.ones_like(k), k / k_high, k_low / k]))
-        return 1 + EXTRAPOLATION_WIDENING * doublings
-
-    def interval(self, z: np.ndarray, kinds, k: np.ndarray, k_low: np.ndarray, k_high: np.ndarray,
-                 chance: np.ndarray):
-        """Low, median and high accuracy; widened per doubling of k outside the measured [k_low, k_high]."""
-        half = self.z_half(z, kinds, k, chance) * self.widening(k, k_low, k_high)
+    def interval(self, z: np.ndarray, kinds, k: np.ndarray, doublings: np.ndarray, chance: np.ndarray):
+        """Low, median and high accuracy; widened by EXTRAPOLATION_WIDENING per doubling outside the evidence."""
+        half = self.z_half(z, kinds, k, chance) * (1 + EXTRAPOLATION_WIDENING * doublings)
         return from_z(z - half, chance), from_z(z, chance), from_z(z + half, chance)
 
-    def expected(self, z: np.ndarray, kinds, k: np.ndarray, k_low: np.ndarray, k_high: np.ndarray,
-                 chance: np.ndarray) -> np.ndarray:
+    def expected(self, z: np.ndarray, kinds, k: np.ndarray, doublings: np.ndarray, chance: np.ndarray) -> np.ndarray:
         """The mean accuracy over the calibration errors (widened as the interval is): what a user who wants the
         most accuracy on average should rank by. It differs from the median where errors are skewed: a few tasks
         gain far more from fine-tuning than the typical one, few gain far less."""
         expected = []
-        for z_one, kind, k_one, chance_one, widening in zip(z, kinds, k, chance, self.widening(k, k_low, k_high)):
+        for z_one, kind, k_one, chance_one, widening in zip(z, kinds, k, chance,
+                                                            1 + EXTRAPOLATION_WIDENING * doublings):
             errors = widening * self.errors(kind, k_one)
             if kind in self.in_accuracy:
                 expected.append(np.clip(from_z(z_one, chance_one) + errors, chance_one, 1).mean())
             else:
                 expected.append(from_z(z_one + errors, chance_one).mean())
         return np.array(expected)
+
+
+def doublings_outside(value, low, high) -> np.ndarray:
+    """How many doublings ``value`` lies outside [low, high] (0 inside)."""
+    value = np.asarray(value, float)
+    return np.log2(np.maximum.reduce([np.ones_like(value), value / high, low / value]))
 
 
 def _measured_k(rows: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
@@ -254,6 +257,11 @@ def _measured_k(rows: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]
     return measured
 
 
+def _classes_range(rows: pd.DataFrame) -> tuple[float, float]:
+    """The smallest and largest class count among the evidence's datasets."""
+    return float(rows["n_classes"].min()), float(rows["n_classes"].max())
+
+
 class QuestionnaireModel:
     """Accuracy from the task's description alone: fit(rows) / predict(task rows)."""
 
@@ -262,7 +270,8 @@ class QuestionnaireModel:
         hats = k_hats(frame["images_per_class"])
         options = list(frame["option"])
         blocks = [hats * np.array([o == option for o in options], float)[:, None] for option in self.options_]
-        return np.column_stack([hats, *blocks, np.log2(frame["n_classes"].astype(float))])
+        classes = np.clip(frame["n_classes"].astype(float), *self.classes_range_)  # held flat outside the evidence
+        return np.column_stack([hats, *blocks, np.log2(classes)])
 
     def _penalty(self) -> np.ndarray:
         """Ridge on the shared curve; each option's deviation shrunk to zero and held flat between neighbouring knots,
@@ -279,6 +288,7 @@ class QuestionnaireModel:
     def fit(self, rows: pd.DataFrame) -> "QuestionnaireModel":
         rows = rows.assign(option=list(zip(rows["method"], rows["backbone"]))).reset_index(drop=True)
         self.options_ = sorted(set(rows["option"]))
+        self.classes_range_ = _classes_range(rows)
         self.coef_ = self._fit_coef(rows)
         self.k_measured_ = _measured_k(rows)
         residuals = []
@@ -286,8 +296,9 @@ class QuestionnaireModel:
             held = rows["dataset"] == dataset
             if held.all():
                 continue
-            coef = self._fit_coef(rows[~held])
-            z = self._design(rows[held]) @ coef
+            fold = QuestionnaireModel()
+            fold.options_, fold.classes_range_ = self.options_, _classes_range(rows[~held])
+            z = fold._design(rows[held]) @ fold._fit_coef(rows[~held])
             residuals.append(pd.DataFrame({"residual": to_z(rows.loc[held, "accuracy"], rows.loc[held, "chance"]) - z,
                                            "kind": QUESTIONNAIRE, "dataset": dataset,
                                            "k": rows.loc[held, "images_per_class"], "z": z,
@@ -307,13 +318,16 @@ class QuestionnaireModel:
         k = tasks["images_per_class"].to_numpy(float)
         k_low, k_high = np.array([self.k_measured_.get(o, (KNOTS_K[0], KNOTS_K[-1])) for o in tasks["option"]],
                                  float).reshape(-1, 2).T
-        chance = 1.0 / tasks["n_classes"].to_numpy(float)
-        low, median, high = self.conformal_.interval(z, kinds, k, k_low, k_high, chance)
+        n_classes = tasks["n_classes"].to_numpy(float)
+        chance = 1.0 / n_classes
+        # Outside the evidence's k, or (where the class count is a feature: no probe) its class counts.
+        doublings = doublings_outside(k, k_low, k_high) + np.where(
+            np.asarray(kinds) == QUESTIONNAIRE, doublings_outside(n_classes, *self.classes_range_), 0.0)
+        low, median, high = self.conformal_.interval(z, kinds, k, doublings, chance)
         low = _monotone(tasks.assign(low=low), "low").to_numpy()  # more data: the low end does not fall either
-        expected = self.conformal_.expected(z, kinds, k, k_low, k_high, chance)
+        expected = self.conformal_.expected(z, kinds, k, doublings, chance)
         return pd.DataFrame({"acc_low": low, "acc_median": median, "acc_high": high, "acc_expected": expected,
-                             "basis": kinds,
-                             "extrapolated": (k > k_high + 1e-9) | (k < k_low - 1e-9)}, index=tasks.index)
+                             "basis": kinds, "extrapolated": doublings > 1e-9}, index=tasks.index)
 
 
 def anchor_table(curves: dict, chance: float) -> pd.DataFrame:
@@ -384,7 +398,7 @@ class ProbeAnchoredModel(QuestionnaireModel):
         chance = rows.groupby("dataset")["chance"].first()
         anchors = pd.concat([anchor_table(probes[d], chance[d]).assign(dataset=d) for d in chance.index])
         self.options_ = sorted(set(rows["option"]))
-        self.k_measured_ = _measured_k(rows)
+        self.k_measured_, self.classes_range_ = _measured_k(rows), _classes_range(rows)
         anchored = self._anchored(rows, anchors)
         self._fit_parts(anchored)
         residuals = []

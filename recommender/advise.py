@@ -222,6 +222,21 @@ class Advisor:
                        "probe_datasets": len(self.probes_)},
                       self._probe_would_narrow(q, at_k))
 
+    def _extrapolation_sentence(self, q: Questionnaire, best: pd.Series) -> str:
+        """Why the recommended option's accuracy is an extrapolation: k, or (without a probe) the class count."""
+        model = self.probe_model_ if q.probe_curves and self.probe_model_ is not None else self.model_
+        k_low, k_high = model.k_measured_[(best["method"], best["backbone"])]
+        classes_low, classes_high = model.classes_range_
+        outside, classes_outside = [], not q.probe_curves and not classes_low <= q.n_classes <= classes_high
+        if not k_low <= q.images_per_class <= k_high:
+            outside.append(f"{q.images_per_class} images per class is outside the range of k the study measured for "
+                           f"this option on several datasets ({k_low:g}–{k_high:g})")
+        if classes_outside:
+            outside.append(f"{q.n_classes} classes is outside the class counts of the study's datasets "
+                           f"({classes_low:g}–{classes_high:g})")
+        return (" and ".join(outside) + ": the accuracy is an extrapolation, and its interval is wider."
+                + (" A probe on your images would anchor it on a measurement." if classes_outside else ""))
+
     @staticmethod
     def _utility(table: pd.DataFrame, accuracy: pd.Series, weight: float) -> pd.Series:
         """``accuracy`` in points minus the points the user would trade per doubling of total cost."""
@@ -263,9 +278,7 @@ class Advisor:
                  f"class, for {format_duration(best['time_h'])} of compute, {best['human_hours']:.1f} human hours "
                  f"and ${best['total_usd']:,.2f} in all."]
         if best["extrapolated"]:
-            lines.append(f"{q.images_per_class} images per class is outside the range of k the study measured for "
-                         "this option on several datasets: the accuracy is an extrapolation, and its interval is "
-                         "wider.")
+            lines.append(self._extrapolation_sentence(q, best))
         # Would an option win on its median? Then the spread of its errors, not its cost, is what ranked it lower.
         on_median = self._utility(table, table["acc_median"], q.accuracy_weight)
         rival = table[table["feasible"] & (on_median > on_median[best.name] + 1e-9)

@@ -72,8 +72,8 @@ def test_expected_accuracy_follows_the_direction_of_past_errors():
     for errors, check in ((skewed, lambda e: e > 0.71), (symmetric, lambda e: abs(e - 0.7) < 0.02)):
         calibrated = _Conformal().calibrate(pd.DataFrame({"residual": errors, "kind": PREDICTED_FT, "dataset": "d",
                                                           "k": 20, "z": 0.0, "chance": 0.1}))
-        expected = calibrated.expected(z, [PREDICTED_FT], k, np.full(1, 5.0), np.full(1, 100.0), chance)[0]
-        low, _, high = calibrated.interval(z, [PREDICTED_FT], k, np.full(1, 5.0), np.full(1, 100.0), chance)
+        expected = calibrated.expected(z, [PREDICTED_FT], k, np.zeros(1), chance)[0]
+        low, _, high = calibrated.interval(z, [PREDICTED_FT], k, np.zeros(1), chance)
         assert check(expected) and low[0] < expected < high[0]
 
 
@@ -132,7 +132,7 @@ def test_probe_intervals_keep_a_few_points_of_error_next_to_100_percent():
                               "chance": chance})
     conformal = _Conformal(in_accuracy=(PREDICTED_FE,)).calibrate(residuals)
     low, median, high = conformal.interval(to_z([0.99, 0.5], [0.1, 0.1]), [PREDICTED_FE] * 2, np.array([10, 10]),
-                                           np.array([5, 5]), np.array([20, 20]), np.array([0.1, 0.1]))
+                                           np.zeros(2), np.array([0.1, 0.1]))
     assert low[0] == pytest.approx(0.96, abs=1e-6) and median[0] == pytest.approx(0.99) and 0.99 < high[0] < 1
     assert high[1] == pytest.approx(0.53) and low[1] == pytest.approx(0.47, abs=0.002)  # mid-range: about +-3
 
@@ -293,6 +293,26 @@ def test_predictions_beyond_the_measured_k_are_marked_extrapolated(advisor):
     assert curve.loc[5000, "extrapolated"] and not curve.loc[5, "extrapolated"]
     widths = curve["acc_high"] - curve["acc_low"]
     assert widths.loc[5000] > 0 and (curve["acc_high"] <= 1).all()
+
+
+def test_more_classes_than_the_study_had_do_not_read_as_an_easier_task(advisor):
+    """The study's datasets have 2 to 10 classes. Without a probe, 100 or 1000 classes keep the normalised
+    accuracy of 10 (not the linear trend's near-perfect one), the answer is marked an extrapolation with a wider
+    interval, and the rationale says so; with a probe the class count is no feature and nothing is extrapolated."""
+    base = dict(images_per_class=20, hardware="cpu_2core")
+    ten, hundred, thousand = (advisor.advise(Questionnaire(n_classes=n, **base)) for n in (10, 100, 1000))
+    option = "fe_linear · mobilenetv2_100"
+    normalised = {n: (advice.options.set_index("option").loc[option, "acc_median"] - 1 / n) / (1 - 1 / n)
+                  for n, advice in ((10, ten), (100, hundred), (1000, thousand))}
+    assert normalised[100] == pytest.approx(normalised[10], abs=0.01)
+    assert normalised[1000] == pytest.approx(normalised[10], abs=0.01)
+    assert not ten.options["extrapolated"].any() and hundred.options["extrapolated"].all()
+    width = {n: (a.options["acc_high"] - a.options["acc_low"]).median() for n, a in ((10, ten), (100, hundred))}
+    assert width[100] > width[10]
+    assert any("100 classes is outside" in line for line in hundred.rationale)
+    probe = encode_probe({("fe_linear", "mobilenetv2_100"): {2: 0.2, 5: 0.33, 10: 0.41, 20: 0.47}})
+    probed = advisor.advise(Questionnaire(n_classes=100, probe=probe, **base))
+    assert not probed.options["extrapolated"].any()
 
 
 def test_fine_tuning_below_its_smallest_measured_k_is_an_extrapolation(advisor):
