@@ -32,8 +32,8 @@ datasets (2 to 10 today), the questionnaire model holds the class count's effect
 doubling of classes beyond it (within 2-10 classes the tasks with more classes happened to be easier: extrapolated
 linearly, 1000 classes predicted 98% at k = 5). Probe-anchored predictions do not use the class count as a
 feature: the probe carries the task's difficulty, and the anchor's level and slope are held inside the study's
-range. Predictions, and the low ends of their intervals, never fall as k grows. The same signed calibration errors give each prediction's expected accuracy (their mean
-around it), which the advisor ranks by.
+range. Predictions, and the low ends of their intervals, never fall as k grows. The same signed calibration errors
+give each prediction's expected accuracy (their mean around it), which the advisor ranks by.
 """
 from __future__ import annotations
 

@@ -191,7 +191,8 @@ class Advisor:
                             "backbone": row["backbone"], "resolution": resolution, "resolution_reason": why,
                             "accuracy_resolution": ", ".join(f"{r} px" for r in self.evidence_resolutions_),
                             "acc_low": row["acc_low"], "acc_median": row["acc_median"], "acc_high": row["acc_high"],
-                            "acc_expected": row["acc_expected"], "accuracy_basis": row["basis"], "extrapolated": bool(row["extrapolated"]),
+                            "acc_expected": row["acc_expected"], "accuracy_basis": row["basis"],
+                            "extrapolated": bool(row["extrapolated"]),
                             "evidence_datasets": int(self.evidence_datasets_[(row["method"], row["backbone"])]),
                             **cost, "violations": [v["budget"] for v in verdicts], "verdicts": verdicts,
                             "feasible": not verdicts})

@@ -283,8 +283,8 @@ def questionnaire_form(initial: Questionnaire, assumptions: Assumptions) -> Ques
         return None
     answers = Questionnaire(n_classes=_whole(n_classes), images_per_class=_whole(images_per_class), domain=domain,
                             image_size_px=_whole(image_size_px), working_resolution_px=_whole(working_resolution_px),
-                            colour=colour, hardware=hardware, region=region, accuracy_weight=accuracy_weight, rank_by=rank_by,
-                            probe=(probe or "").strip() or None, **budget_values)
+                            colour=colour, hardware=hardware, region=region, accuracy_weight=accuracy_weight,
+                            rank_by=rank_by, probe=(probe or "").strip() or None, **budget_values)
     try:
         return answers.validate()
     except QuestionnaireError as error:
