@@ -154,6 +154,24 @@ def test_an_over_budget_pick_earns_nothing_for_its_accuracy():
     assert violates and regret == pytest.approx(10.0)  # left with the cheapest option, 10 points below the best
 
 
+def test_the_share_of_datasets_counts_ties_as_matching_and_can_be_read_within_budget():
+    """Dataset a: the recommender ties the best baseline on average and beats every one under a budget; b: a
+    baseline beats it on average, none under a budget."""
+    from recommender.evaluate import BASELINES, _shares
+    rows = []
+    for dataset, scenario, ours, best_baseline in (("a", "no budget", 1.5, 1.0), ("a", "human <= 4 h", 0.0, 0.5),
+                                                   ("b", "no budget", 2.0, 1.0), ("b", "human <= 4 h", 0.0, 0.5)):
+        rows.append({"dataset": dataset, "scenario": scenario, "recommender_regret": ours,
+                     **{f"{p}_regret": best_baseline + i for i, p in enumerate(BASELINES)}})
+    decisions = pd.DataFrame(rows)
+    overall = _shares(decisions, "")
+    within = _shares(decisions[decisions["scenario"] != "no budget"], "_within_budget")
+    assert overall == {"share_datasets_recommender_below_every_baseline": 0.0,
+                       "share_datasets_recommender_at_or_below_every_baseline": 0.5}
+    assert within == {"share_datasets_recommender_below_every_baseline_within_budget": 1.0,
+                      "share_datasets_recommender_at_or_below_every_baseline_within_budget": 1.0}
+
+
 def test_a_budget_that_excludes_fine_tuning_never_recommends_it(advisor):
     for k in (1, 5, 20, 100, 1000):
         advice = advisor.advise(Questionnaire(n_classes=10, images_per_class=k, hardware="cpu_2core",

@@ -31,6 +31,10 @@ MEASURE_NAMES = {
     "share_datasets_recommender_below_every_baseline": "Share of datasets where the recommender beats every baseline",
     "share_datasets_recommender_at_or_below_every_baseline":
         "Share of datasets where the recommender matches or beats every baseline",
+    "share_datasets_recommender_below_every_baseline_within_budget":
+        "Within a budget: share of datasets where the recommender beats every baseline",
+    "share_datasets_recommender_at_or_below_every_baseline_within_budget":
+        "Within a budget: share of datasets where the recommender matches or beats every baseline",
     **SETTING_NAMES, **POLICY_NAMES,
 }
 
