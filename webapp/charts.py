@@ -19,7 +19,7 @@ FAMILY_COLOURS = {"Feature extraction": "#1f77b4", "Fine-tuning": "#d62728"}
 FAMILY_SCALE = alt.Scale(domain=list(FAMILY_COLOURS), range=list(FAMILY_COLOURS.values()))
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 VEGALITE_VERSION = "6.4"  # the Vega-Lite that altair 6.3 writes; vl-convert must render the same
-WITHIN, BEYOND = "within the measured k", "extrapolated (outside the measured k)"
+WITHIN, BEYOND = "within what the study measured", "extrapolated (beyond the measured k or class count)"
 # Compound charts keep their own size (Vega's "fit" works for single and layered views only).
 COMPOUND_AUTOSIZE = alt.AutoSizeParams(type="pad", contains="padding")
 TIME_UNITS = (("s", 1 / 3600), ("min", 1 / 60), ("h", 1.0))
@@ -104,7 +104,7 @@ def learning_curves(curves: pd.DataFrame, images_per_class: int, options: list[s
     return alt.layer(band, your_k, line, ticks).properties(
         title=_title("Predicted accuracy by images per class",
                      f"Grey dotted line: your k = {images_per_class:,}. Shaded: each option's 80% interval.",
-                     "Dashed: extrapolated outside the range of k the study measured."),
+                     "Dashed: extrapolated outside what the study measured (k, or without a probe the class count)."),
         width=620, height=300)
 
 

@@ -328,7 +328,7 @@ def options_csv(options: pd.DataFrame) -> pd.DataFrame:
         "Accuracy the ranking used": options["acc_ranked"].round(4),
         "Accuracy basis": options["accuracy_basis"],
         "Study datasets measuring it": options["evidence_datasets"],
-        "Extrapolated outside the measured k": options["extrapolated"].map({True: "yes", False: "no"}),
+        "Extrapolated outside the measured k or class count": options["extrapolated"].map({True: "yes", False: "no"}),
         "Compute time (h)": options["time_h"],
         "Energy, device only (kWh)": options["energy_kwh"],
         "PUE": options["pue"],

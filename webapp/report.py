@@ -124,7 +124,7 @@ def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, st
     row = advice.recommended_row
     doc.heading(f"Recommended: {row['label']}")
     doc.paragraph(f"Predicted test accuracy {format_interval(row['acc_low'], row['acc_median'], row['acc_high'])}, "
-                  f"{row['accuracy_basis']}" + (" (extrapolated outside the range of k the study measured)."
+                  f"{row['accuracy_basis']}" + (" (extrapolated outside what the study measured: see Why)."
                                                 if row['extrapolated'] else "."))
     doc.bullets(_costs_lines(advice, row))
     doc.paragraph(resolution_sentence(row))

@@ -55,7 +55,7 @@ with st.container(border=True):
     accuracy.metric("Predicted accuracy", f"{row['acc_median']:.1%}",
                     help="Median prediction; the caption gives the 80% interval.")
     accuracy.caption(f"80% interval {row['acc_low']:.1%} to {row['acc_high']:.1%}, {row['accuracy_basis']}"
-                     + ("; **extrapolated** outside the range of k the study measured" if row["extrapolated"] else ""))
+                     + ("; **extrapolated** outside what the study measured (see Why)" if row["extrapolated"] else ""))
     money.metric("Money", format_money(row["total_usd"]))
     money.caption(f"compute {format_money(row['compute_usd'])} + labour {format_money(row['human_usd'])} "
                   f"({duration(row['human_hours'])} at ${assumptions.hourly_rate_usd:g}/h)")
