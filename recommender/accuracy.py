@@ -363,7 +363,7 @@ class ProbeAnchoredModel(QuestionnaireModel):
     def _offset_design(self, k: np.ndarray, anchor_k: np.ndarray, z_anchor: np.ndarray, slope: np.ndarray):
         """The offset's hat basis in log k, and the anchor's level and slope as modifiers, held inside the range the
         study's probes spanned (a probe at chance, or a curve steeper than any seen, is not extrapolated linearly)."""
-        span = np.log2(np.maximum(k, 1.0) / anchor_k)
+        span = np.log2(np.clip(k, 1.0, KNOTS_K[-1]) / anchor_k)  # flat beyond the last knot, as the hat basis
         z_anchor, slope = np.clip(z_anchor, *self.z_range_), np.clip(slope, *self.slope_range_)
         return np.column_stack([k_hats(k), span * (z_anchor - self.z_centre_), span * slope])
 

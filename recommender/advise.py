@@ -280,17 +280,22 @@ class Advisor:
                  f"and ${best['total_usd']:,.2f} in all."]
         if best["extrapolated"]:
             lines.append(self._extrapolation_sentence(q, best))
-        # Would an option win on its median? Then the spread of its errors, not its cost, is what ranked it lower.
+        # Would an option win on its median? Then the spread of its errors is what ranked it lower (with the cost).
         on_median = self._utility(table, table["acc_median"], q.accuracy_weight)
         rival = table[table["feasible"] & (on_median > on_median[best.name] + 1e-9)
                       & (table["evidence_datasets"] >= SUPPORT_DATASETS)]
         if feasible_exists and len(rival):
             rival = rival.sort_values("acc_median").iloc[-1]
             why = ("so a prediction a little higher but much less certain does not win" if q.rank_by == "cautious"
-                   else "which weighs how far the predictions for such tasks have erred, and in which direction")
-            lines.append(f"{rival['label']} has a higher median ({100 * rival['acc_median']:.1f}%), but options are "
-                         f"ranked by {RANKING_WORDS[q.rank_by]} ({100 * best['acc_ranked']:.1f}% here against "
-                         f"{100 * rival['acc_ranked']:.1f}%), {why}.")
+                   else "which weighs how far predictions for such tasks have erred, and in which direction")
+            # accuracy points its extra cost is worth to this user (0 at accuracy weight 1)
+            cost_points = (100 * rival["acc_ranked"] - rival["utility"]) - (100 * best["acc_ranked"] - best["utility"])
+            cost = (f", less {cost_points:.1f} points for its {rival['total_usd'] / best['total_usd']:.1f}× cost at "
+                    "your accuracy weight" if cost_points > 0.05 else "")
+            lines.append(f"{rival['label']} has a higher median ({100 * rival['acc_median']:.1f}%) but is not "
+                         f"recommended: options are ranked by {RANKING_WORDS[q.rank_by]}, {why}: "
+                         f"{100 * rival['acc_ranked']:.1f}% for it{cost}, against {100 * best['acc_ranked']:.1f}% "
+                         "for the recommended option.")
         if not feasible_exists:
             lines.append("No option fits every budget; this one overshoots them the least. What breaks each budget "
                          "and what would change it is listed below.")
