@@ -10,6 +10,9 @@ import pandas as pd
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "study.duckdb"
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB file
+# Read errors that a writer causes (it holds the lock, or is extending or checkpointing the file under the reader):
+# retried, then read from a snapshot copy. A damaged file fails the same way every time and is reported as such.
+TRANSIENT_READ_ERRORS = ("lock", "could not read")
 REGENERATE_COMMAND = "python -m study.run --grid cpu-smoke"
 
 
@@ -64,7 +67,7 @@ def load_tables(db: str | Path = DEFAULT_DB, tables: tuple[str, ...] = TABLES,
             result = _read_tables(path, tables)
             break
         except duckdb.IOException as error:
-            if "lock" not in str(error).lower():
+            if not any(word in str(error).lower() for word in TRANSIENT_READ_ERRORS):
                 raise EvidenceError(f"{path} cannot be read ({error}). Regenerate it with: {REGENERATE_COMMAND}") \
                     from None
             last_error = error  # a writer holds it (one short transaction per run): retry, then read a snapshot
@@ -81,9 +84,12 @@ def load_tables(db: str | Path = DEFAULT_DB, tables: tuple[str, ...] = TABLES,
                 break
             except duckdb.Error:
                 time.sleep(0.2)  # copied mid-write: try a fresh copy
-    if result is None:
+    if result is None and "lock" in str(last_error).lower():
         raise EvidenceError(f"{path} is in use and no readable snapshot could be taken ({last_error}); "
                             "try again in a moment")
+    if result is None:
+        raise EvidenceError(f"{path} cannot be read ({last_error}), neither directly nor as a copy. Regenerate it "
+                            f"with: {REGENERATE_COMMAND}")
     if result["runs"].empty:
         raise EvidenceError(f"{path} holds no runs yet. Generate them with: {REGENERATE_COMMAND}")
     return result

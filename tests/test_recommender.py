@@ -417,6 +417,39 @@ def test_missing_database_names_the_command_that_makes_it(tmp_path):
         load_tables(tmp_path / "none.duckdb")
 
 
+def test_a_read_that_fails_while_a_writer_extends_the_file_is_retried(tmp_path, monkeypatch):
+    """The app read the file while an ingest extended it and got 'Could not read enough bytes' (seen under
+    load in tests/test_concurrency.py): the next attempt reads it whole."""
+    import duckdb
+
+    import recommender.evidence as evidence
+    from evidence_snapshot import snapshot_db
+
+    path, real_read, calls = snapshot_db(tmp_path), evidence._read_tables, []
+
+    def read_mid_write(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise duckdb.IOException(f'Could not read enough bytes from file "{path}": attempted to read 262144 '
+                                     "bytes from location 4468736")
+        return real_read(*args)
+
+    monkeypatch.setattr(evidence, "_read_tables", read_mid_write)
+    assert not load_tables(path)["runs"].empty and len(calls) == 2
+
+
+def test_a_truncated_database_is_reported_as_damaged_not_as_in_use(tmp_path):
+    """A read that fails part-way is retried (a writer may be extending the file), then reported with the command
+    that regenerates the file; a file in use would say 'try again'."""
+    from evidence_snapshot import snapshot_db
+
+    path = snapshot_db(tmp_path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(EvidenceError, match="cannot be read .* Regenerate it with: python -m study.run") as error:
+        load_tables(path, retries=2)
+    assert "in use" not in str(error.value)
+
+
 
 def test_an_option_measured_on_too_few_datasets_is_shown_but_not_recommended(tables):
     """Every option but one kept on the two datasets where the study measured the highest accuracies: they are
