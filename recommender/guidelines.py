@@ -41,7 +41,7 @@ def crossover(runs: pd.DataFrame, rows: pd.DataFrame) -> Guideline:
                                             "largest k": row["largest_k"],
                                             "FT / FE wall time there": row["time_multiple_at_largest_k"]}
                            for _, row in group.iterrows()}
-        found = group.loc[~never, "crossover_k"].astype(int)
+        found = group.loc[~never, "crossover_images_per_class"].astype(int)
         gain = group["points_at_largest_k"].mean()
         multiple = group["time_multiple_at_largest_k"].median()
         parts.append(f"{domain}: " + (f"fine-tuning wins from k={found.min()}" + (f"-{found.max()}" if

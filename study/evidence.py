@@ -58,6 +58,11 @@ def best_by_family(runs: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
+def _k_text(row: pd.Series) -> str:
+    """A measured k for reading: its label, with the images per class when the label is 'max'."""
+    return f"max ({row['k']:.0f})" if row["k_label"] == "max" else str(row["k_label"])
+
+
 def crossovers(runs: pd.DataFrame, ks=("5", "20", "100", "max")) -> pd.DataFrame:
     """Per dataset: FT - FE (points, best option of each family) at the given k, the crossover (the smallest
     measured k from which fine-tuning wins at every larger measured k, or none up to the largest), and the points
@@ -75,9 +80,9 @@ def crossovers(runs: pd.DataFrame, ks=("5", "20", "100", "max")) -> pd.DataFrame
         top = group.iloc[-1]
         row = {"dataset": dataset, **{f"FT-FE k={k}": round(float(gap[group["k_label"] == k].iloc[0]), 1)
                                       if (group["k_label"] == k).any() else None for k in ks},
-               "crossover_k": (f"{group['k_label'].iloc[ahead[0]]}" if ahead else
-                               f"none up to {top['k_label']}"),
-               "largest_k": top["k_label"], "points_at_largest_k": round(float(gap.iloc[-1]), 1),
+               "crossover_k": _k_text(group.iloc[ahead[0]]) if ahead else f"none up to {_k_text(top)}",
+               "crossover_images_per_class": float(group["k"].iloc[ahead[0]]) if ahead else None,
+               "largest_k": _k_text(top), "points_at_largest_k": round(float(gap.iloc[-1]), 1),
                "time_multiple_at_largest_k": round(float(top["FT_total_s"]) / float(top["FE_total_s"]), 1)}
         rows.append(row)
     return pd.DataFrame(rows)
