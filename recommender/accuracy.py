@@ -189,15 +189,15 @@ class _Conformal:
         # with too few residuals: 1.5 in z, 15 points in accuracy
         self.overall_ = {False: _quantile(residuals.loc[~in_accuracy, "residual"], 1.5),
                          True: _quantile(residuals.loc[in_accuracy, "residual"], 0.15)}
-        self.half_width_ = {kind: _quantile(group["residual"], self.overall_[kind in self.in_accuracy])
-                            for kind, group in residuals.groupby("kind")}
         bands = residuals.assign(band=k_band(residuals["k"]) if self.by_k_band else 0)
-        self.band_half_width_ = {(kind, band): _quantile(group["residual"], self.half_width_[kind])
-                                 for (kind, band), group in bands.groupby(["kind", "band"])}
-        self.errors_ = {kind: group["residual"].to_numpy(float) for kind, group in residuals.groupby("kind")
-                        if len(group) >= MIN_RESIDUALS}
-        self.band_errors_ = {(kind, band): group["residual"].to_numpy(float)
-                             for (kind, band), group in bands.groupby(["kind", "band"]) if len(group) >= MIN_RESIDUALS}
+        by_kind = {kind: group["residual"].to_numpy(float) for kind, group in bands.groupby("kind")}
+        by_band = {key: group["residual"].to_numpy(float) for key, group in bands.groupby(["kind", "band"])}
+        self.half_width_ = {kind: _quantile(errors, self.overall_[kind in self.in_accuracy])
+                            for kind, errors in by_kind.items()}
+        self.band_half_width_ = {(kind, band): _quantile(errors, self.half_width_[kind])
+                                 for (kind, band), errors in by_band.items()}
+        self.errors_ = {kind: errors for kind, errors in by_kind.items() if len(errors) >= MIN_RESIDUALS}
+        self.band_errors_ = {key: errors for key, errors in by_band.items() if len(errors) >= MIN_RESIDUALS}
         self.residuals_ = residuals
         return self
 
