@@ -28,7 +28,10 @@ def head_label(method: str) -> str:
 
 
 def probed_option_label(method: str, backbone: str) -> str:
-    """A probed (feature-extraction) option, e.g. 'MobileNetV2 · linear classifier (logistic regression)'."""
+    """A probed option, e.g. 'MobileNetV2 · linear classifier (logistic regression)', or for the fine-tuning pilot
+    'MobileNetV2 · fine-tuned (all layers)'."""
+    if family_label(method) == "Fine-tuning":
+        return f"{backbone_label(backbone)} · fine-tuned ({head_label(method)})"
     return f"{backbone_label(backbone)} · {head_label(method)}"
 
 
