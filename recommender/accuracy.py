@@ -9,7 +9,9 @@ in log k) plus the mean probe-to-study bias. Everything else (larger k, other ba
 fine-tuning) is an offset from the probed configuration at the probe's largest k: offset(k) is a ridge regression
 over the study datasets on a hat basis in log k, with the anchor's level and the probe curve's slope as
 modifiers, so a task whose features already work well (or whose curve is still climbing) moves accordingly.
-Offsets transfer across datasets far better than absolute accuracies. Every fit is Huber-weighted (``ridge``): with
+Offsets transfer across datasets far better than absolute accuracies. With the probe's fine-tuning pilot (one
+fine-tuning run on the user's images), fine-tuning options are offsets from that measurement instead: how much a
+task gains from fine-tuning is what the extraction probe predicts worst. Every fit is Huber-weighted (``ridge``): with
 ten datasets, one where fine-tuning gains 20 points would otherwise shift every other task's prediction.
 
 ``QuestionnaireModel`` (no probe): z from a curve in log k shared by all options plus each option's deviation from
@@ -19,7 +21,8 @@ worse (11.6 -> 12.2-19.3 points on the 10 study datasets: a domain seen once or 
 dataset of that domain), so the description enters only through the classes.
 
 Intervals are leave-one-dataset-out conformal: the 80th percentile of the absolute z errors made on datasets left
-out of the fit, per kind of prediction (measured by the probe, predicted offset, questionnaire only) and, for
+out of the fit, per kind of prediction (measured by the probe, predicted offset with or without the pilot,
+questionnaire only) and, for
 probe-anchored predictions, per band of k (``K_BAND_EDGES``: an offset from a probe point at k = 5 errs differently
 at k = 5 and at k = 100; questionnaire errors are the dataset's own and do not change with k). Probe-anchored
 extraction errors are measured in accuracy points (sampling noise: a few points next to 100% as at 60%, where the
@@ -59,12 +62,30 @@ HUBER_K, ROBUST_ITERATIONS = 1.345, 8  # the usual Huber constant (95% efficienc
 MEASURED = "measured on your images by the probe"
 PREDICTED_FE = "predicted from your probe (extraction)"
 PREDICTED_FT = "predicted from your probe (fine-tuning)"
+PREDICTED_FT_PILOT = "predicted from your fine-tuning pilot"
 QUESTIONNAIRE = "predicted from the task description"
 
 
-def predicted_kind(method: str) -> str:
-    """The kind of a probe-anchored prediction of an option the probe did not measure at that k."""
-    return PREDICTED_FT if method.startswith("ft_") else PREDICTED_FE
+def is_finetuning(method: str) -> bool:
+    return method.startswith("ft_")
+
+
+def has_pilot(curves: dict) -> bool:
+    """Whether a probe includes the fine-tuning pilot (a probed fine-tuning option)."""
+    return any(is_finetuning(method) for method, _ in curves)
+
+
+def extraction_only(curves: dict) -> dict:
+    """A probe without its fine-tuning pilot."""
+    return {option: curve for option, curve in curves.items() if not is_finetuning(option[0])}
+
+
+def predicted_kind(method: str, pilot: bool = False) -> str:
+    """The kind of a probe-anchored prediction of an option the probe did not measure at that k (``pilot``: the
+    probe includes the fine-tuning pilot, which fine-tuning options are then predicted from)."""
+    if not is_finetuning(method):
+        return PREDICTED_FE
+    return PREDICTED_FT_PILOT if pilot else PREDICTED_FT
 
 
 def to_z(accuracy, chance) -> np.ndarray:
@@ -350,10 +371,13 @@ class ProbeAnchoredModel(QuestionnaireModel):
 
     @staticmethod
     def anchor(option: tuple[str, str], curves: dict) -> tuple[str, str] | None:
-        """The probed option an option is mainly predicted from: itself if probed, else the linear probe of its
-        backbone, else the first linear probe measured."""
+        """The probed option an option is mainly predicted from: itself if probed, else (for fine-tuning) the
+        fine-tuning pilot, else the linear probe of its backbone, else the first linear probe measured."""
         if option in curves:
             return option
+        pilot = sorted(o for o in curves if is_finetuning(o[0]))
+        if is_finetuning(option[0]) and pilot:
+            return pilot[0]
         same_backbone = (ANCHOR_METHOD, option[1])
         if same_backbone in curves:
             return same_backbone
@@ -410,10 +434,13 @@ class ProbeAnchoredModel(QuestionnaireModel):
             fold.options_, fold.k_measured_ = self.options_, self.k_measured_
             fold._fit_parts(anchored[~held])
             tasks = rows[rows["dataset"] == dataset]
-            z, kinds = fold._z(tasks, probes[dataset])
-            residuals.append(pd.DataFrame({"residual": tasks["z"].to_numpy() - z, "kind": kinds, "dataset": dataset,
-                                           "k": tasks["images_per_class"].to_numpy(), "z": z,
-                                           "chance": 1.0 / tasks["n_classes"].to_numpy(float)}))
+            # Errors with the probe the dataset has and, if that includes the pilot, without it (users without one).
+            known = [probes[dataset]] + ([extraction_only(probes[dataset])] if has_pilot(probes[dataset]) else [])
+            for curves in known:
+                z, kinds = fold._z(tasks, curves)
+                residuals.append(pd.DataFrame({"residual": tasks["z"].to_numpy() - z, "kind": kinds,
+                                               "dataset": dataset, "k": tasks["images_per_class"].to_numpy(), "z": z,
+                                               "chance": 1.0 / tasks["n_classes"].to_numpy(float)}))
         # Anchored on probe points at k <= 20, errors grow with the distance from the anchor: calibrated per band.
         # Extraction errors are measurement noise (the probe's test images against the study's), a few points
         # wherever the accuracy is: in accuracy. Fine-tuning's are how much a task gains from it: in z.
@@ -433,10 +460,13 @@ class ProbeAnchoredModel(QuestionnaireModel):
 
     def _measured(self, option, k: float, chance: float, curves: dict) -> float | None:
         """Inside the probe's range of k, for a probed option: its measurement (interpolated in log k), averaged
-        with what the other probed options' measurements say about it (OWN_WEIGHT for its own)."""
+        with what the other probed options of its family say about it (OWN_WEIGHT for its own; the fine-tuning pilot
+        and the extraction options do not speak for each other)."""
         curve = curves.get(option)
         if not curve or not min(curve) <= k <= max(curve) or (option, option) not in self.bias_:
             return None
+        family = is_finetuning(option[0])
+        curves = {probed: other for probed, other in curves.items() if is_finetuning(probed[0]) == family}
         said, weights = [], []
         for probed, other in curves.items():
             if (option, probed) in self.bias_ and min(other) <= k <= max(other):
@@ -467,8 +497,9 @@ class ProbeAnchoredModel(QuestionnaireModel):
         return float(np.average(said, weights=weights))
 
     def _z(self, tasks: pd.DataFrame, curves: dict) -> tuple[np.ndarray, list[str]]:
-        """z predictions and their kind (MEASURED, PREDICTED_FE, PREDICTED_FT) for each task row."""
+        """z predictions and their kind (MEASURED, PREDICTED_FE, PREDICTED_FT or PREDICTED_FT_PILOT) per task row."""
         z, kinds = np.zeros(len(tasks)), []
+        pilot = has_pilot(curves)
         tables = {}
         for position, row in enumerate(tasks.itertuples(index=False)):
             option, chance, k = (row.method, row.backbone), 1.0 / row.n_classes, float(row.images_per_class)
@@ -482,7 +513,7 @@ class ProbeAnchoredModel(QuestionnaireModel):
                 tables[chance] = {anchor: list(zip(group["anchor_k"], group["z_anchor"], group["slope"]))
                                   for anchor, group in table.groupby("anchor", sort=False)}
             z[position] = self._predicted(option, k, tables[chance], self.anchor(option, curves))
-            kinds.append(predicted_kind(row.method))
+            kinds.append(predicted_kind(row.method, pilot))
         return z, kinds
 
     def predict(self, tasks: pd.DataFrame, curves: dict) -> pd.DataFrame:

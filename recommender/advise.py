@@ -8,8 +8,9 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from recommender.accuracy import (COVERAGE, SUPPORT_DATASETS, ProbeAnchoredModel, QuestionnaireModel, evidence_rows,
-                                  from_z, predicted_kind, probe_curves_by_dataset, to_z)
+from recommender.accuracy import (COVERAGE, PREDICTED_FT_PILOT, SUPPORT_DATASETS, ProbeAnchoredModel,
+                                  QuestionnaireModel, evidence_rows, from_z, has_pilot, is_finetuning, predicted_kind,
+                                  probe_curves_by_dataset, to_z)
 from recommender.costs import Assumptions, CostModel
 from recommender.evidence import evidence_only
 from recommender.hardware import HARDWARE
@@ -45,7 +46,8 @@ class Advice:
     curves: pd.DataFrame
     feasible_exists: bool = True
     evidence_used: dict = field(default_factory=dict)
-    probe_would_narrow: dict | None = None  # without a probe: interval widths now, and with one per family (points)
+    # Without a probe or its fine-tuning pilot: interval widths now, and with them (points; ``_probe_would_narrow``)
+    probe_would_narrow: dict | None = None
 
     @property
     def recommended_row(self) -> pd.Series:
@@ -153,20 +155,31 @@ class Advisor:
         return pd.concat([tasks, self.model_.predict(tasks)], axis=1)
 
     def _probe_would_narrow(self, q: Questionnaire, at_k: pd.DataFrame) -> dict | None:
-        """Without a probe: the median interval width now, and with a probe's calibrated half-widths at the same
-        predicted accuracy (a probe's own point would also move the prediction)."""
-        if q.probe_curves or self.probe_model_ is None:
+        """What measuring more would do to the median 80% interval width, at the same predicted accuracies (a
+        measurement would also move the predictions): without a probe, its width now and with a probe per family
+        (and fine-tuning with the probe's pilot); with a probe but no pilot, fine-tuning's width now and with it."""
+        if self.probe_model_ is None or (q.probe_curves and has_pilot(q.probe_curves)):
             return None
         chance = 1.0 / q.n_classes
         z = to_z(at_k["acc_median"], chance)
-        kinds = [predicted_kind(m) for m in at_k["method"]]
-        half = self.probe_model_.conformal_.z_half(z, kinds, at_k["images_per_class"], chance)
-        with_probe = pd.Series(100 * (from_z(z + half, chance) - from_z(z - half, chance)))
-        fine_tuning = at_k["method"].str.startswith("ft_").to_numpy()
-        return {"width_now_points": float(100 * (at_k["acc_high"] - at_k["acc_low"]).median()),
-                "width_with_probe_extraction_points": float(with_probe[~fine_tuning].median()),
-                "width_with_probe_fine_tuning_points": float(with_probe[fine_tuning].median()) if fine_tuning.any()
-                else None}
+        fine_tuning = at_k["method"].map(is_finetuning).to_numpy()
+        now = 100 * (at_k["acc_high"] - at_k["acc_low"])
+
+        def width(pilot: bool, family: np.ndarray) -> float | None:
+            if not family.any():
+                return None
+            kinds = [predicted_kind(m, pilot) for m in at_k["method"]]
+            half = self.probe_model_.conformal_.z_half(z, kinds, at_k["images_per_class"], chance)
+            return float(pd.Series(100 * (from_z(z + half, chance) - from_z(z - half, chance)))[family].median())
+
+        pilot = width(True, fine_tuning) if PREDICTED_FT_PILOT in self.probe_model_.conformal_.half_width_ else None
+        if q.probe_curves:
+            return {"probed": True, "width_now_points": width(False, fine_tuning),
+                    "width_with_pilot_fine_tuning_points": pilot} if pilot is not None else None
+        return {"probed": False, "width_now_points": float(now.median()),
+                "width_with_probe_extraction_points": width(False, ~fine_tuning),
+                "width_with_probe_fine_tuning_points": width(False, fine_tuning),
+                "width_with_pilot_fine_tuning_points": pilot}
 
     def advise(self, q: Questionnaire, assumptions: Assumptions | None = None, only: set[str] | None = None) -> Advice:
         """``only``: option ids to choose among (default every option the evidence and the hardware support)."""

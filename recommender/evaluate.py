@@ -1,8 +1,9 @@
 """Decision and prediction quality, measured: leave one dataset out, advise on it, compare with hindsight.
 
 For each held-out dataset, the advisor is fitted without it (its runs and its probe), then asked, at every k the
-study measured on it and under each budget scenario, with and without that dataset's own probe (the probe a user
-would run on their images). Its realised accuracy and cost are the held-out dataset's own measurements.
+study measured on it and under each budget scenario, with what a user may know: the description only, the
+extraction probe of that dataset (the probe a user would run on their images), and the probe with its fine-tuning
+pilot. Its realised accuracy and cost are the held-out dataset's own measurements.
 
 Decisions are scored at the k where the held-out dataset has fine-tuning measured and every baseline's pick too;
 the recommender chooses among the options measured there. A pick that breaks the scenario's budget cannot be
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.accuracy import PROBE_RESOLUTION, evidence_rows, probe_curves_by_dataset
+from recommender.accuracy import PROBE_RESOLUTION, evidence_rows, extraction_only, has_pilot, probe_curves_by_dataset
 from recommender.advise import Advisor, option_name
 from recommender.costs import Assumptions
 from recommender.evidence import DEFAULT_DB, evidence_only, load_tables
@@ -41,7 +42,9 @@ EVALUATION_HARDWARE = "cpu_2core"  # where the evidence was measured, so realise
 # Budget scenarios: none, and budgets that bind at some k (compute seconds on the study's CPU; human hours).
 SCENARIOS = {"no budget": {}, "compute <= 60 s": {"budget_wall_time_h": 60 / 3600},
              "human <= 4 h": {"budget_human_hours": 4.0}}
-POLICIES = ("recommender", "recommender_without_probe", "best_fixed", "always_fe", "always_ft", "paper_rule")
+POLICIES = ("recommender", "recommender_with_pilot", "recommender_without_probe", "best_fixed", "always_fe",
+            "always_ft", "paper_rule")
+QUESTIONNAIRE_ONLY, PROBE, PROBE_AND_PILOT = "questionnaire", "probe", "probe + pilot"  # what the advisor knew
 BASELINES = ("best_fixed", "always_fe", "always_ft", "paper_rule")
 
 
@@ -126,21 +129,25 @@ def evaluate(tables: dict, assumptions: Assumptions | None = None) -> tuple[pd.D
         advisor = Advisor().fit(training)
         fixed = fixed_policies(training)
         d = descriptors.loc[dataset]
-        probe = encode_probe(probes[dataset]) if dataset in probes else None
+        known = {QUESTIONNAIRE_ONLY: None}
+        if dataset in probes:
+            known[PROBE] = encode_probe(extraction_only(probes[dataset]))
+            if has_pilot(probes[dataset]):
+                known[PROBE_AND_PILOT] = encode_probe(probes[dataset])
         for k_label, at_k in outcome.groupby("k_label"):
             k = int(round(at_k["images_per_class"].mean()))
             base = dict(n_classes=int(d["n_classes"]), images_per_class=max(1, k), domain=d["domain"],
                         image_size_px=int(d["native_px"]), colour=not bool(d["grey"]), hardware=EVALUATION_HARDWARE,
                         working_resolution_px=PROBE_RESOLUTION, accuracy_weight=1.0)
             realised = at_k.set_index("option")
-            for with_probe in ([False, True] if probe else [False]):
-                advice = advisor.advise(Questionnaire(**base, probe=probe if with_probe else None), assumptions)
+            for knowing, probe in known.items():
+                advice = advisor.advise(Questionnaire(**base, probe=probe), assumptions)
                 for _, option in advice.options.iterrows():
                     if option["option"] in realised.index:
                         predictions.append({
                             "dataset": dataset, "k": k, "option": option["option"], "method": option["method"],
                             "chance": 1.0 / base["n_classes"],
-                            "probe": with_probe, "basis": option["accuracy_basis"],
+                            "known": knowing, "basis": option["accuracy_basis"],
                             "extrapolated": option["extrapolated"], "predicted": option["acc_median"],
                             "low": option["acc_low"], "high": option["acc_high"],
                             "realised": realised.loc[option["option"], "accuracy"]})
@@ -152,14 +159,15 @@ def evaluate(tables: dict, assumptions: Assumptions | None = None) -> tuple[pd.D
                 feasible = realised[[_within(row, budgets) for _, row in realised.iterrows()]]
                 if feasible.empty:
                     continue
-                picks = {"recommender_without_probe": advisor.advise(Questionnaire(**base, **budgets), assumptions,
-                                                                     measured).recommended,
+                recommended = {knowing: advisor.advise(Questionnaire(**base, **budgets, probe=probe), assumptions,
+                                                       measured).recommended for knowing, probe in known.items()}
+                picks = {"recommender_without_probe": recommended[QUESTIONNAIRE_ONLY],
+                         "recommender": recommended.get(PROBE, recommended[QUESTIONNAIRE_ONLY]),
+                         "recommender_with_pilot": recommended.get(
+                             PROBE_AND_PILOT, recommended.get(PROBE, recommended[QUESTIONNAIRE_ONLY])),
                          "best_fixed": fixed["best_fixed"], "always_fe": fixed["always_fe"],
                          "always_ft": fixed["always_ft"],
                          "paper_rule": fixed["paper_rule"][0] if k < fixed["paper_rule"][2] else fixed["paper_rule"][1]}
-                picks["recommender"] = (advisor.advise(Questionnaire(**base, **budgets, probe=probe), assumptions,
-                                                       measured).recommended
-                                        if probe else picks["recommender_without_probe"])
                 row = {"dataset": dataset, "k": k, "scenario": scenario, "oracle": feasible["accuracy"].max(),
                        "paper_threshold_k": fixed["paper_rule"][2]}
                 for policy, pick in picks.items():
@@ -178,15 +186,15 @@ def _prediction_scores(group: pd.DataFrame) -> dict:
             "predictions": len(group)}
 
 
-def _shares(decisions: pd.DataFrame, suffix: str) -> dict:
-    """The share of held-out datasets where the recommender's mean regret is below (and at or below) every
+def _shares(decisions: pd.DataFrame, suffix: str, policy: str = "recommender") -> dict:
+    """The share of held-out datasets where ``policy``'s mean regret is below (and at or below) every
     baseline's."""
-    per_dataset = decisions.groupby("dataset")[[f"{p}_regret" for p in ("recommender", *BASELINES)]].mean()
-    ours = per_dataset[["recommender_regret"]].to_numpy()
+    per_dataset = decisions.groupby("dataset")[[f"{p}_regret" for p in (policy, *BASELINES)]].mean()
+    ours = per_dataset[[f"{policy}_regret"]].to_numpy()
     baselines = per_dataset[[f"{p}_regret" for p in BASELINES]].to_numpy()
-    return {f"share_datasets_recommender_below_every_baseline{suffix}": round(
+    return {f"share_datasets_{policy}_below_every_baseline{suffix}": round(
                 float((ours < baselines).all(axis=1).mean()), 2),
-            f"share_datasets_recommender_at_or_below_every_baseline{suffix}": round(
+            f"share_datasets_{policy}_at_or_below_every_baseline{suffix}": round(
                 float((ours <= baselines + 1e-9).all(axis=1).mean()), 2)}
 
 
@@ -202,15 +210,16 @@ def summarise(decisions: pd.DataFrame, predictions: pd.DataFrame) -> dict:
                    scenario: {p: round(float(group[f"{p}_regret"].mean()), 2) for p in POLICIES}
                    for scenario, group in decisions.groupby("scenario")},
                "budget_violations": {p: int(decisions[f"{p}_violates"].astype(bool).sum()) for p in POLICIES},
-               **_shares(decisions, ""), **_shares(budgeted, "_within_budget")}
-    with_probe = predictions[predictions["probe"]]
-    without = predictions[~predictions["probe"]]
-    summary["probe_informed"] = {**_prediction_scores(with_probe),
-                                 "extraction_options": _prediction_scores(
-                                     with_probe[with_probe["method"].str.startswith("fe_")]),
-                                 "fine_tuning_options": _prediction_scores(
-                                     with_probe[with_probe["method"].str.startswith("ft_")])} if len(with_probe) else {}
-    summary["questionnaire_only"] = _prediction_scores(without)
+               **_shares(decisions, ""), **_shares(budgeted, "_within_budget"),
+               **_shares(decisions, "", "recommender_with_pilot"),
+               **_shares(budgeted, "_within_budget", "recommender_with_pilot")}
+    for knowing, name in ((PROBE, "probe_informed"), (PROBE_AND_PILOT, "pilot_informed")):
+        informed = predictions[predictions["known"] == knowing]
+        summary[name] = {**_prediction_scores(informed),
+                         "extraction_options": _prediction_scores(informed[informed["method"].str.startswith("fe_")]),
+                         "fine_tuning_options": _prediction_scores(
+                             informed[informed["method"].str.startswith("ft_")])} if len(informed) else {}
+    summary["questionnaire_only"] = _prediction_scores(predictions[predictions["known"] == QUESTIONNAIRE_ONLY])
     summary["coverage_by_basis"] = {basis: _prediction_scores(group)["interval_coverage"]
                                     for basis, group in predictions.groupby("basis")}
     summary["below_chance_intervals"] = int((predictions["low"] < predictions["chance"] - 1e-9).sum())
@@ -224,8 +233,8 @@ def per_dataset_table(decisions: pd.DataFrame, predictions: pd.DataFrame) -> pd.
                                 & (predictions["realised"] <= predictions["high"]),
                                 width=100 * (predictions["high"] - predictions["low"]))
     parts = []
-    for probe, name in ((True, "probe"), (False, "questionnaire")):
-        group = scored[scored["probe"] == probe].groupby("dataset")
+    for knowing, name in ((PROBE, "probe"), (PROBE_AND_PILOT, "pilot"), (QUESTIONNAIRE_ONLY, "questionnaire")):
+        group = scored[scored["known"] == knowing].groupby("dataset")
         parts.append(pd.DataFrame({f"mae_{name}": group["error"].mean(), f"coverage_{name}": group["covered"].mean(),
                                    f"width_{name}": group["width"].median()}))
     return regrets.join(pd.concat(parts, axis=1).round(3)).reset_index()

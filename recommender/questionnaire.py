@@ -93,7 +93,7 @@ class Questionnaire:
         return cls(**values).validate()
 
 
-PROBE_METHODS = ("fe_linear", "fe_fne")
+PROBE_METHODS = ("fe_linear", "fe_fne", "ft_full")  # ft_full: the fine-tuning pilot
 MAX_PROBE_POINTS = 64
 
 

@@ -266,7 +266,8 @@ def test_probing_a_local_folder_fills_the_form_and_shows_what_changed(app, tmp_p
     assert recommendation(at)
     assert any("What your probe changed" in m.value for m in at.markdown)
     assert at.query_params["probe"] == measured
-    assert not any("would narrow it" in i.value for i in at.info)  # the probe is there
+    assert not any("No probe of your images yet" in i.value for i in at.info)  # the probe is there
+    assert any("fine-tuning pilot" in i.value and "would narrow it" in i.value for i in at.info)  # not its pilot
 
 
 def test_probing_a_folder_with_one_class_gives_a_message(app, tmp_path):
@@ -276,3 +277,23 @@ def test_probing_a_folder_with_one_class_gives_a_message(app, tmp_path):
     next(b for b in at.button if b.label == "Probe my images").click().run()
     no_crash(at)
     assert any("could not use these images" in e.value for e in at.error)
+
+
+def test_a_reprobe_of_the_study_datasets_refits_the_advisor(db, tmp_path):
+    """The evidence's fingerprint (what the fitted advisor is cached under) changes when the probes change, not
+    only when runs are added: re-probing the study datasets must not leave a running app on the old fit."""
+    import shutil
+
+    import duckdb
+
+    from webapp.ui import _read_tables, load_evidence
+
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(db, copy)
+    before = load_evidence(str(copy)).fingerprint
+    _read_tables.clear()  # what the read cache's time-to-live does
+    assert load_evidence(str(copy)).fingerprint == before
+    with duckdb.connect(str(copy)) as con:
+        con.execute("UPDATE probe_curves SET created_at = '2999-01-01T00:00:00Z' WHERE k = 2")
+    _read_tables.clear()
+    assert load_evidence(str(copy)).fingerprint != before

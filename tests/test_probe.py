@@ -298,3 +298,42 @@ def test_progress_in_a_log_file_is_one_line_per_step():
     report(1.0, "done")
     assert log.getvalue().splitlines() == ["[  0%] decoding 300 images", "[ 50%] MobileNetV2: classifiers at k=2",
                                            "[100%] done"]
+
+
+def test_the_finetuning_pilot_runs_the_study_recipe_once_at_the_largest_k(flowers, monkeypatch):
+    from dataclasses import replace
+
+    from recommender.questionnaire import encode_probe, parse_probe
+    from study import grid
+    from study.methods import base
+    from study.probe import PILOT_BACKBONE, PILOT_METHOD, curve_rows
+
+    seen = []
+    study_code = base.METHODS[PILOT_METHOD]
+
+    def spy(spec, context):
+        data = context.images(spec)
+        seen.append((spec, data.train_labels.copy(), len(data.test_labels)))
+        return study_code(spec, context)
+
+    monkeypatch.setitem(base.METHODS, PILOT_METHOD, spy)
+    recipe = grid.recipe_of("cpu")
+    # A short schedule of the same recipe: this checks what the pilot trains and tests on, not its accuracy.
+    monkeypatch.setattr(grid, "recipe_of", lambda name: replace(recipe, min_steps=3, epochs=1, min_epochs=1,
+                                                                evaluations=1))
+    result = probe(flowers, pilot=True)
+    (spec, train_labels, n_test), = seen
+    # 14 images a class and no test split: k = 2, 5, 10; the pilot trains on 10 a class and tests on the other 4.
+    assert result.ks == [2, 5, 10] and result.pilot_k == 10
+    assert (spec.method, spec.backbone, spec.images_per_class, spec.resolution) == (PILOT_METHOD, PILOT_BACKBONE, 10,
+                                                                                   128)
+    assert spec.finetune.learning_rates == recipe.learning_rates and spec.finetune.batch_size == recipe.batch_size
+    assert np.bincount(train_labels).tolist() == [10, 10, 10] and n_test == 3 * 4
+    assert set(result.curves) == OPTIONS | {(PILOT_METHOD, PILOT_BACKBONE)}
+    assert list(result.curves[(PILOT_METHOD, PILOT_BACKBONE)]) == [10]
+    assert 0 <= result.curves[(PILOT_METHOD, PILOT_BACKBONE)][10] <= 1
+    assert "fine-tuning pilot is one run" in result.summary() and "fine-tuned (all layers)" in result.summary()
+    repeats = {(row["method"], row["k"]): row["repeats"] for row in curve_rows("mine", result, "commit", "now")}
+    assert repeats[(PILOT_METHOD, 10)] == 1 and repeats[("fe_linear", 10)] == 5
+    assert parse_probe(encode_probe(result.curves)) == {option: {k: round(a, 4) for k, a in curve.items()}
+                                                        for option, curve in result.curves.items()}

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.accuracy import (SUPPORT_DATASETS, ProbeAnchoredModel, QuestionnaireModel, evidence_rows,
+from recommender.accuracy import (PREDICTED_FT, PREDICTED_FT_PILOT, SUPPORT_DATASETS, ProbeAnchoredModel,
+                                  QuestionnaireModel, evidence_rows, extraction_only, has_pilot, is_finetuning,
                                   probe_curves_by_dataset, ridge, to_z)
 from recommender.advise import Advisor, cautious_accuracy, pareto_front
 from recommender.carbon import REGIONS, co2_kg
@@ -137,12 +138,48 @@ def test_probe_intervals_keep_a_few_points_of_error_next_to_100_percent():
     assert high[1] == pytest.approx(0.53) and low[1] == pytest.approx(0.47, abs=0.002)  # mid-range: about +-3
 
 
-def test_without_a_probe_the_advice_says_how_much_one_would_narrow_each_family(advisor):
+def test_the_advice_says_how_much_a_probe_or_its_pilot_would_narrow_each_family(advisor):
     narrow = advisor.advise(Questionnaire(n_classes=5, images_per_class=20)).probe_would_narrow
+    assert not narrow["probed"]
     assert narrow["width_with_probe_extraction_points"] < narrow["width_now_points"]
     assert narrow["width_with_probe_extraction_points"] < narrow["width_with_probe_fine_tuning_points"]
-    assert advisor.advise(Questionnaire(n_classes=5, images_per_class=20, probe=encode_probe(
-        {("fe_linear", "mobilenetv2_100"): {2: 0.5, 5: 0.6}}))).probe_would_narrow is None
+    assert narrow["width_with_pilot_fine_tuning_points"] < narrow["width_with_probe_fine_tuning_points"]
+    probe = {("fe_linear", "mobilenetv2_100"): {2: 0.5, 5: 0.6, 10: 0.65, 20: 0.7}}
+    advice = advisor.advise(Questionnaire(n_classes=5, images_per_class=20, probe=encode_probe(probe)))
+    fine_tuning = advice.options[advice.options["method"].str.startswith("ft_")]
+    narrow = advice.probe_would_narrow
+    assert narrow["probed"] and narrow["width_now_points"] == pytest.approx(
+        100 * (fine_tuning["acc_high"] - fine_tuning["acc_low"]).median(), abs=1.0)
+    assert narrow["width_with_pilot_fine_tuning_points"] < narrow["width_now_points"]
+    piloted = {**probe, ("ft_full", "mobilenetv2_100"): {20: 0.8}}
+    assert advisor.advise(Questionnaire(n_classes=5, images_per_class=20, probe=encode_probe(piloted))
+                          ).probe_would_narrow is None
+
+
+def test_a_finetuning_pilot_anchors_fine_tuning_and_predicts_it_better(tables):
+    """Each study dataset in turn, left out of the fit: with its probe's fine-tuning pilot (one run at k = 20),
+    fine-tuning at k = 50 and 100 is predicted from the pilot, and on average closer to what the study measured
+    than from the extraction probe alone."""
+    evidence = evidence_only(tables)
+    probes, rows = probe_curves_by_dataset(evidence), evidence_rows(evidence)
+    piloted = sorted(dataset for dataset, curves in probes.items() if has_pilot(curves))
+    errors = {True: [], False: []}
+    for dataset in piloted:
+        advisor = Advisor().fit(_without(tables, dataset))
+        measured = rows[(rows["dataset"] == dataset) & rows["method"].map(is_finetuning)
+                        & rows["k_label"].isin(["50", "100"])]
+        for pilot, kind in ((True, PREDICTED_FT_PILOT), (False, PREDICTED_FT)):
+            curves = probes[dataset] if pilot else extraction_only(probes[dataset])
+            for _, at_k in measured.groupby("k_label"):
+                k = int(round(at_k["images_per_class"].mean()))
+                advice = advisor.advise(Questionnaire(n_classes=int(at_k["n_classes"].iloc[0]), images_per_class=k,
+                                                      hardware="cpu_2core", probe=encode_probe(curves)))
+                options = advice.options.set_index(["method", "backbone"])
+                truth = at_k.set_index(["method", "backbone"])["accuracy"]
+                assert set(options.loc[truth.index, "accuracy_basis"]) == {kind}
+                errors[pilot].extend(100 * (options.loc[truth.index, "acc_median"] - truth).abs())
+    assert len(piloted) >= 8 and np.mean(errors[True]) < np.mean(errors[False]), {
+        pilot: np.mean(found) for pilot, found in errors.items()}
 
 
 def test_an_over_budget_pick_earns_nothing_for_its_accuracy():

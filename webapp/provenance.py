@@ -12,12 +12,14 @@ from webapp.presentation import ENERGY_SOURCES, format_number, method_label, rea
 
 POLICY_NAMES = {
     "recommender": "the recommender", "recommender_without_probe": "the recommender without a probe",
+    "recommender_with_pilot": "the recommender with the probe and its fine-tuning pilot",
     "best_fixed": "the best fixed option", "always_fe": "always extract", "always_ft": "always fine-tune",
     "paper_rule": "the paper's k-threshold rule", "rule_of_thumb": "the k-threshold rule of thumb",
     "oracle": "the best option in hindsight",
 }
 SETTING_NAMES = {"probe": "with the probe", "probe_informed": "with the probe", "questionnaire": "questionnaire only",
-                 "questionnaire_only": "questionnaire only"}
+                 "questionnaire_only": "questionnaire only", "pilot": "with the probe and its fine-tuning pilot",
+                 "pilot_informed": "with the probe and its fine-tuning pilot"}
 MEASURE_NAMES = {
     "decisions": "Decisions scored",
     "mean_regret_within_budget_points": "Mean regret within a budget (points)",
@@ -35,6 +37,15 @@ MEASURE_NAMES = {
         "Within a budget: share of datasets where the recommender beats every baseline",
     "share_datasets_recommender_at_or_below_every_baseline_within_budget":
         "Within a budget: share of datasets where the recommender matches or beats every baseline",
+    "share_datasets_recommender_with_pilot_below_every_baseline":
+        "With the fine-tuning pilot: share of datasets where the recommender beats every baseline",
+    "share_datasets_recommender_with_pilot_at_or_below_every_baseline":
+        "With the fine-tuning pilot: share of datasets where the recommender matches or beats every baseline",
+    "share_datasets_recommender_with_pilot_below_every_baseline_within_budget":
+        "With the fine-tuning pilot, within a budget: share of datasets where the recommender beats every baseline",
+    "share_datasets_recommender_with_pilot_at_or_below_every_baseline_within_budget":
+        "With the fine-tuning pilot, within a budget: share of datasets where the recommender matches or beats "
+        "every baseline",
     **SETTING_NAMES, **POLICY_NAMES,
 }
 

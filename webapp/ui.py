@@ -42,7 +42,7 @@ RESOLUTION_STEP_PX = 32
 class Evidence:
     tables: dict
     db_path: str
-    fingerprint: str  # changes when runs are added, so derived models are refitted
+    fingerprint: str  # changes when runs are added or the study datasets re-probed, so derived models are refitted
     read_at: str
     notice: str | None = None  # set while an older copy is served
 
@@ -69,8 +69,10 @@ def load_evidence(db_path: str) -> Evidence:
             st.stop()
         return replace(previous, notice=f"The evidence database cannot be read right now ({error}). "
                                         f"Showing the copy read at {previous.read_at}.")
-    runs = tables["runs"]
-    fingerprint = f"{db_path}|{len(runs)}|{runs['finished_at'].max()}"
+    runs, probes = tables["runs"], tables.get("probe_curves")
+    fingerprint = f"{db_path}|{len(runs)}|{runs['finished_at'].max()}"  # a re-probe of the study datasets counts too
+    if probes is not None and len(probes):
+        fingerprint += f"|{len(probes)}|{probes['created_at'].max()}"
     previous = _last_good().get(db_path)
     if previous is None or previous.fingerprint != fingerprint:
         previous = Evidence(tables, db_path, fingerprint, datetime.now(timezone.utc).strftime("%H:%M:%S UTC"))
@@ -374,6 +376,11 @@ def probe_panel() -> None:
                    "Full-Network Embedding) trained on k = 2, 5, 10, 20 of your images per class and tested on the "
                    "rest; the advice is anchored on these measured curves.")
         upload = st.file_uploader("A .zip of your images", type=["zip"], key="probe_zip")
+        pilot = st.checkbox("Also fine-tune once: a pilot (2-3 more minutes on a CPU)", key="probe_pilot",
+                            help="The study's fine-tuning recipe on MobileNetV2, trained once on the probe's largest "
+                                 "k of your images per class. How much a task gains from fine-tuning is what is "
+                                 "hardest to predict; the pilot measures it, and the fine-tuning options are then "
+                                 "predicted from it (narrower intervals).")
         folder = st.text_input("…or a folder on this machine", key="probe_folder") if _local_server() else ""
         if not st.button("Probe my images", disabled=upload is None and not folder):
             if "probe_result" in st.session_state:
@@ -387,7 +394,8 @@ def probe_panel() -> None:
                     source.write_bytes(upload.getvalue())
                 else:
                     source = Path(folder).expanduser()
-                result = probe(source, progress=lambda fraction, message: bar.progress(min(1.0, fraction), message))
+                result = probe(source, progress=lambda fraction, message: bar.progress(min(1.0, fraction), message),
+                               pilot=pilot)
             except UploadError as error:
                 bar.empty()
                 st.error(f"The probe could not use these images: {error}")
@@ -412,13 +420,16 @@ def _show_probe(result) -> None:
     """The probe's measured curves as a table (options as rows, k as columns) and the time it took."""
     from webapp.presentation import probe_curves_table
 
-    st.success(f"Measured {len(result.curves)} feature-extraction options on {result.images_used} of your images "
-               f"({result.n_classes} classes) in {result.seconds:.0f} s.")
+    extraction = len(result.curves) - (result.pilot_k is not None)
+    st.success(f"Measured {extraction} feature-extraction options"
+               + (f" and a fine-tuning pilot at k={result.pilot_k}" if result.pilot_k is not None else "")
+               + f" on {result.images_used} of your images ({result.n_classes} classes) in {result.seconds:.0f} s.")
     st.markdown("**Mean test accuracy, trained on k of your images per class**")
     st.dataframe(probe_curves_table(result.curves), hide_index=True)
     tested = ", ".join(f"k={k}: {n:.1f}" for k, n in sorted(result.tested_per_class.items()))
     st.caption(f"{result.resolution} px; each point is the mean of {result.repeats} random draws (the same draws for "
-               f"every option), tested on the images not trained on (per class, {tested}).")
+               f"every option), tested on the images not trained on (per class, {tested})."
+               + (" The fine-tuning pilot is one run, on the first draw." if result.pilot_k is not None else ""))
 
 
 def probe_comparison(advisor, answers: Questionnaire, assumptions: Assumptions) -> pd.DataFrame | None:
