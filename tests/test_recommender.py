@@ -14,7 +14,7 @@ from recommender.costs import DATA_CENTRE_PUE, Assumptions, ft_recipe, tuning_cu
 from recommender.curves import fit_curve, power_law
 from recommender.evaluate import _without, realised_regret
 from recommender.evidence import EvidenceError, evidence_only, load_tables
-from recommender.guidelines import derive
+from recommender.guidelines import derive, pilot_gain
 from recommender.questionnaire import Questionnaire, QuestionnaireError, encode_probe
 
 
@@ -447,6 +447,24 @@ def test_guidelines_carry_their_numbers(tables):
     assert "When fine-tuning overtakes extraction" in titles and "What fine-tuning costs" in titles
     cost = next(g for g in guidelines if g.title == "What fine-tuning costs")
     assert cost.numbers["time ratio median"] > 1 and cost.numbers["energy ratio median"] > 1
+
+
+def test_the_pilot_guideline_compares_each_pilot_with_the_gain_measured_later(tables):
+    """Its numbers are the pilots' gains over the best probed extraction and the study's best-FT minus best-FE
+    gains, recomputed here from the tables; without pilots there is no such guideline."""
+    evidence = evidence_only(tables)
+    probes, rows = probe_curves_by_dataset(evidence), evidence_rows(evidence)
+    guideline = pilot_gain(rows, probes)
+    dataset = next(d for d in sorted(probes) if has_pilot(probes[d]))
+    (pilot_curve,) = [curve for option, curve in probes[dataset].items() if is_finetuning(option[0])]
+    extraction = max(curve[20] for option, curve in extraction_only(probes[dataset]).items())
+    assert guideline.numbers[dataset]["pilot gain"] == pytest.approx(100 * (pilot_curve[20] - extraction), abs=0.05)
+    at_100 = rows[(rows["dataset"] == dataset) & (rows["k_label"] == "100")]
+    tuned = at_100["method"].map(is_finetuning)
+    assert guideline.numbers[dataset]["gain at k=100"] == pytest.approx(
+        100 * (at_100.loc[tuned, "accuracy"].max() - at_100.loc[~tuned, "accuracy"].max()), abs=0.05)
+    assert -1 <= guideline.numbers["Pearson r, pilot gain vs gain at k=100"] <= 1
+    assert pilot_gain(rows, {d: extraction_only(curves) for d, curves in probes.items()}) is None
 
 
 def test_missing_database_names_the_command_that_makes_it(tmp_path):
