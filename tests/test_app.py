@@ -244,7 +244,8 @@ def _not_a_db(path: Path) -> Path:
     return path
 
 
-def test_probing_a_local_folder_fills_the_form_and_shows_what_changed(app, tmp_path):
+def _flower_folder(tmp_path: Path) -> Path:
+    """A user's folder of real photos: 3 classes, 12 each."""
     import shutil
 
     from study.datasets import shared_datasets_root
@@ -254,6 +255,11 @@ def test_probing_a_local_folder_fills_the_form_and_shows_what_changed(app, tmp_p
         (folder / cls).mkdir(parents=True)
         for source in sorted((shared_datasets_root() / "flowers5" / "train" / cls).glob("*.jpg"))[:12]:
             shutil.copy(source, folder / cls)
+    return folder
+
+
+def test_probing_a_local_folder_fills_the_form_and_shows_what_changed(app, tmp_path):
+    folder = _flower_folder(tmp_path)
     at = app()
     at.text_input(key="probe_folder").set_value(str(folder)).run()
     next(b for b in at.button if b.label == "Probe my images").click().run()
@@ -297,3 +303,25 @@ def test_a_reprobe_of_the_study_datasets_refits_the_advisor(db, tmp_path):
         con.execute("UPDATE probe_curves SET created_at = '2999-01-01T00:00:00Z' WHERE k = 2")
     _read_tables.clear()
     assert load_evidence(str(copy)).fingerprint != before
+
+
+def test_the_probe_panel_runs_the_finetuning_pilot_when_asked(app, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from study import grid
+
+    recipe = grid.recipe_of("cpu")
+    # A short schedule of the same recipe: the wiring, not the accuracy (tests/test_probe.py checks what it trains on).
+    monkeypatch.setattr(grid, "recipe_of", lambda name: replace(recipe, min_steps=3, epochs=1, min_epochs=1,
+                                                                evaluations=1))
+    at = app()
+    at.text_input(key="probe_folder").set_value(str(_flower_folder(tmp_path)))
+    at.checkbox(key="probe_pilot").check().run()
+    next(b for b in at.button if b.label == "Probe my images").click().run()
+    no_crash(at)
+    assert any("and a fine-tuning pilot at k=10" in s.value for s in at.success), [s.value for s in at.success]
+    assert "ft_full.mobilenetv2_100=10:" in at.text_input(key="q_probe").value
+    at.button(key=SUBMIT).click().run()
+    no_crash(at)
+    assert recommendation(at)
+    assert not any("would narrow it" in i.value for i in at.info)  # probe and pilot are both there
