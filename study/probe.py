@@ -11,8 +11,9 @@ learns from).
 
 ``--finetune-pilot`` adds one measurement of fine-tuning: the study's own ``ft_full`` code and the CPU grid's
 converged recipe on ``mobilenetv2_100``, trained once on the probe's first draw at its largest k and tested as the
-probe tests (about 2-3 minutes on 2 CPU cores, seconds on a GPU). How much a task gains from fine-tuning is what a
-description, and the extraction probe, predict worst; the pilot measures it on the user's images.
+probe tests (about 2 minutes on 2 idle CPU cores; the probe runs on the CPU). How much a task gains from
+fine-tuning is what a description, and the extraction probe, predict worst; the pilot measures it on the user's
+images.
 """
 from __future__ import annotations
 
