@@ -114,6 +114,7 @@ def test_the_personal_report_names_options_failures_resolution_and_every_source(
     assert "Accuracy was measured at" in flat and "Working resolution" in flat
     assert "Sources" in text and "H200 pilot" in flat and "GPU-NOTES" not in text
     assert "with PUE" in flat
+    assert "No probe of your images yet" in flat and "with its fine-tuning pilot" in flat  # what measuring would do
     assert sum(len(page.images) for page in reader.pages) >= 1  # the charts
     assert not re.search(rb" Tw\b", reader.pages[0].get_contents().get_data())  # left-aligned, not justified
 

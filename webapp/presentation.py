@@ -172,21 +172,21 @@ def resolution_sentence(row) -> str:
             f"{row['accuracy_resolution']}; costs are {readable(row['cost_basis'])}.")
 
 
-def probe_would_narrow_sentence(narrow: dict, how_to_probe: str) -> str:
+def probe_would_narrow_sentence(narrow: dict, how_to_probe: str, how_to_pilot: str) -> str:
     """How wide the interval is now, and how narrow a probe, or its fine-tuning pilot, would make it."""
     pilot = narrow.get("width_with_pilot_fine_tuning_points")
     pilot_cost = "2-3 more minutes on a 2-core CPU"
     if narrow.get("probed"):
         return (f"Fine-tuning is predicted from your extraction probe: its 80% interval is about "
                 f"{narrow['width_now_points']:.0f} points wide. The probe's fine-tuning pilot ({pilot_cost}; "
-                f"{how_to_probe}, with the pilot) would narrow it to about {pilot:.0f} points.")
+                f"{how_to_pilot}) would narrow it to about {pilot:.0f} points.")
     fine_tuning = narrow.get("width_with_probe_fine_tuning_points")
     return (f"No probe of your images yet: the 80% interval is about {narrow['width_now_points']:.0f} points wide. "
             f"A probe (about a minute, {how_to_probe}) would narrow it to about "
             f"{narrow['width_with_probe_extraction_points']:.0f} points for extraction"
             + (f" and {fine_tuning:.0f} for fine-tuning" if fine_tuning is not None else "")
-            + (f"; with its fine-tuning pilot ({pilot_cost}), about {pilot:.0f} for fine-tuning." if pilot is not None
-               else "."))
+            + (f"; with its fine-tuning pilot ({pilot_cost}; {how_to_pilot}), about {pilot:.0f} for fine-tuning."
+               if pilot is not None else "."))
 
 
 def describe_answer(name: str, value) -> str:

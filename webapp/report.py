@@ -130,7 +130,8 @@ def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, st
     doc.paragraph(resolution_sentence(row))
     if advice.probe_would_narrow:
         doc.paragraph(probe_would_narrow_sentence(
-            advice.probe_would_narrow, "python -m study.probe YOUR_IMAGES, or the app's \"Measure your own images\""))
+            advice.probe_would_narrow, "python -m study.probe YOUR_IMAGES, or the app's \"Measure your own images\"",
+            "add --finetune-pilot, or tick \"Also fine-tune once\" in the app"))
     checks = budget_checks(advice)
     if checks.empty:
         doc.paragraph("No budgets were set.")

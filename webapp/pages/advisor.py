@@ -78,7 +78,8 @@ with st.container(border=True):
                     f"{format_amount(column, check.limit)}" + ("" if check.passes else f", broken by "
                                                                 f"{check.component}"))
     if advice.probe_would_narrow:
-        st.info(probe_would_narrow_sentence(advice.probe_would_narrow, "**Measure your own images** above"))
+        st.info(probe_would_narrow_sentence(advice.probe_would_narrow, "**Measure your own images** above",
+                                            "tick **Also fine-tune once** there"))
 
 failures = budget_failures(advice)
 if not failures.empty:
