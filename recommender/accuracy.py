@@ -60,6 +60,7 @@ OWN_WEIGHT = 0.6
 HUBER_K, ROBUST_ITERATIONS = 1.345, 8  # the usual Huber constant (95% efficiency on normal errors)
 # Kinds of prediction, each with its own conformal interval.
 MEASURED = "measured on your images by the probe"
+MEASURED_PILOT = "measured on your images by the fine-tuning pilot"  # one run: a seed's spread, not a 5-draw mean
 PREDICTED_FE = "predicted from your probe (extraction)"
 PREDICTED_FT = "predicted from your probe (fine-tuning)"
 PREDICTED_FT_PILOT = "predicted from your fine-tuning pilot"
@@ -443,8 +444,9 @@ class ProbeAnchoredModel(QuestionnaireModel):
                                                "chance": 1.0 / tasks["n_classes"].to_numpy(float)}))
         # Anchored on probe points at k <= 20, errors grow with the distance from the anchor: calibrated per band.
         # Extraction errors are measurement noise (the probe's test images against the study's), a few points
-        # wherever the accuracy is: in accuracy. Fine-tuning's are how much a task gains from it: in z.
-        self.conformal_ = _Conformal(by_k_band=True, in_accuracy=(MEASURED, PREDICTED_FE)).calibrate(
+        # wherever the accuracy is: in accuracy, as are the pilot's own point's (one run against the study's: a
+        # seed's spread, wider than the probe's 5-draw means). Fine-tuning's are how much a task gains from it: in z.
+        self.conformal_ = _Conformal(by_k_band=True, in_accuracy=(MEASURED, MEASURED_PILOT, PREDICTED_FE)).calibrate(
             pd.concat(residuals) if residuals else NO_RESIDUALS)
         return self
 
@@ -497,7 +499,8 @@ class ProbeAnchoredModel(QuestionnaireModel):
         return float(np.average(said, weights=weights))
 
     def _z(self, tasks: pd.DataFrame, curves: dict) -> tuple[np.ndarray, list[str]]:
-        """z predictions and their kind (MEASURED, PREDICTED_FE, PREDICTED_FT or PREDICTED_FT_PILOT) per task row."""
+        """z predictions and their kind (MEASURED, MEASURED_PILOT, PREDICTED_FE, PREDICTED_FT or PREDICTED_FT_PILOT)
+        per task row."""
         z, kinds = np.zeros(len(tasks)), []
         pilot = has_pilot(curves)
         tables = {}
@@ -506,7 +509,7 @@ class ProbeAnchoredModel(QuestionnaireModel):
             measured = self._measured(option, k, chance, curves)
             if measured is not None:
                 z[position] = measured
-                kinds.append(MEASURED)
+                kinds.append(MEASURED_PILOT if is_finetuning(row.method) else MEASURED)
                 continue
             if chance not in tables:
                 table = anchor_table(curves, chance)
