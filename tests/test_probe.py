@@ -337,3 +337,22 @@ def test_the_finetuning_pilot_runs_the_study_recipe_once_at_the_largest_k(flower
     assert repeats[(PILOT_METHOD, 10)] == 1 and repeats[("fe_linear", 10)] == 5
     assert parse_probe(encode_probe(result.curves)) == {option: {k: round(a, 4) for k, a in curve.items()}
                                                         for option, curve in result.curves.items()}
+
+
+def test_study_datasets_can_store_the_pilot_with_their_probe(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import duckdb
+
+    from study import grid
+
+    recipe = grid.recipe_of("cpu")
+    monkeypatch.setattr(grid, "recipe_of", lambda name: replace(recipe, min_steps=3, epochs=1, min_epochs=1,
+                                                                evaluations=1))  # a short schedule: the wiring
+    db = tmp_path / "probe.duckdb"
+    assert main(["--study-datasets", "--finetune-pilot", "--datasets", "flowers5", "--db", str(db)]) == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT method, backbone, k, repeats FROM probe_curves ORDER BY method, backbone, k").df()
+    assert len(rows) == 17
+    pilot = rows[rows["method"] == "ft_full"]
+    assert pilot[["backbone", "k", "repeats"]].values.tolist() == [["mobilenetv2_100", 20, 1]]
