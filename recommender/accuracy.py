@@ -220,7 +220,6 @@ class _Conformal:
                                  for (kind, band), errors in by_band.items()}
         self.errors_ = {kind: errors for kind, errors in by_kind.items() if len(errors) >= MIN_RESIDUALS}
         self.band_errors_ = {key: errors for key, errors in by_band.items() if len(errors) >= MIN_RESIDUALS}
-        self.residuals_ = residuals
         return self
 
     def errors(self, kind: str, k: float) -> np.ndarray:
