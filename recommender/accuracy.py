@@ -501,7 +501,9 @@ class ProbeAnchoredModel(QuestionnaireModel):
         """z predictions and their kind (MEASURED, MEASURED_PILOT, PREDICTED_FE, PREDICTED_FT or PREDICTED_FT_PILOT)
         per task row."""
         z, kinds = np.zeros(len(tasks)), []
-        pilot = has_pilot(curves)
+        # The pilot counts where the evidence has pilots to learn its offsets from; else it is set aside.
+        pilot = any(is_finetuning(anchor[0]) and anchor in curves for _, anchor in self.fitted_anchor_ks_)
+        curves = curves if pilot else extraction_only(curves)
         tables = {}
         for position, row in enumerate(tasks.itertuples(index=False)):
             option, chance, k = (row.method, row.backbone), 1.0 / row.n_classes, float(row.images_per_class)

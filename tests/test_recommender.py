@@ -544,3 +544,18 @@ def test_fine_tuning_below_its_smallest_measured_k_follows_the_shared_curve_down
     medians = curves.pivot_table(index="images_per_class", columns="option", values="acc_median")
     for option in [o for o in medians if o.startswith("ft_")]:
         assert medians.loc[1, option] < medians.loc[5, option] - 0.03 < medians.loc[20, option] - 0.06, option
+
+
+def test_a_pilot_the_evidence_cannot_interpret_is_not_claimed_as_the_basis(tables):
+    """Evidence whose study datasets were probed without the pilot has nothing to learn the pilot's offsets from:
+    a user's pilot then leaves fine-tuning predicted from the extraction probe, and labelled so."""
+    evidence = evidence_only(tables)
+    probes, rows = probe_curves_by_dataset(evidence), evidence_rows(evidence)
+    model = ProbeAnchoredModel().fit(rows, {dataset: extraction_only(curves) for dataset, curves in probes.items()})
+    dataset = next(d for d in sorted(probes) if has_pilot(probes[d]))
+    tasks = pd.DataFrame({"method": ["ft_full", "ft_full"], "backbone": ["mobilenetv2_100", "efficientnet_lite0"],
+                          "images_per_class": [100, 100], "n_classes": [5, 5]})
+    predicted = model.predict(tasks, probes[dataset])
+    assert (predicted["basis"] == PREDICTED_FT).all()
+    assert predicted["acc_median"].to_numpy() == pytest.approx(
+        model.predict(tasks, extraction_only(probes[dataset]))["acc_median"].to_numpy())
