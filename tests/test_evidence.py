@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from study.evidence import crossovers, matched_cost_ratios, render
+from study.evidence import crossovers, matched_cost_ratios, pilot_table, render
 from study.grid_file import evidence_grids
 from study.spec import FinetuneConfig
 from study.store import DEFAULT_DB
@@ -71,6 +71,23 @@ def test_fine_tuning_costs_more_time_and_energy_than_extraction(runs):
 def test_evidence_report_renders_from_the_database():
     text = render(DEFAULT_DB)
     assert "## Accuracy by method x images per class" in text and "estimated" in text
+
+
+def test_every_study_dataset_has_its_probe_and_pilot_with_provenance():
+    """The pilots the recommender learns a user's pilot from: one run per study dataset, beside its probe, with the
+    commit and date; the evidence report's table recomputes the gain over the best probed extraction."""
+    with duckdb.connect(str(DEFAULT_DB), read_only=True) as con:
+        probes = con.execute("SELECT * FROM probe_curves").df()
+        datasets = set(con.execute("SELECT DISTINCT dataset FROM runs").df()["dataset"])
+    pilots = probes[probes["method"] == "ft_full"]
+    assert set(pilots["dataset"]) == set(probes["dataset"]) == datasets
+    assert (pilots["repeats"] == 1).all() and (pilots["k"] == 20).all() and pilots["accuracy"].between(0, 1).all()
+    assert not probes["git_commit"].str.endswith("+dirty").any() and probes["created_at"].notna().all()
+    table = pilot_table(probes).set_index("dataset")
+    at_20 = probes[(probes["k"] == 20) & (probes["method"] != "ft_full")].groupby("dataset")["accuracy"].max()
+    assert table["pilot_gain_points"].to_numpy() == pytest.approx(
+        (100 * (pilots.set_index("dataset")["accuracy"] - at_20)).loc[table.index].to_numpy(), abs=0.051)
+    assert "## The probe's fine-tuning pilot on the study datasets" in render(DEFAULT_DB)
 
 
 def test_every_fine_tuning_run_stores_its_trials_and_one_selected():
