@@ -22,8 +22,9 @@ dataset of that domain), so the description enters only through the classes.
 
 Intervals are leave-one-dataset-out conformal: the 80th percentile of the absolute z errors made on datasets left
 out of the fit, per kind of prediction (measured by the probe or by its pilot, predicted offset with or without
-the pilot, questionnaire only) and, for probe-anchored predictions, per band of k (``K_BAND_EDGES``: an offset from a probe point at k = 5 errs differently
-at k = 5 and at k = 100; questionnaire errors are the dataset's own and do not change with k). Probe-anchored
+the pilot, questionnaire only) and, for probe-anchored predictions, per band of k (``K_BAND_EDGES``: an offset
+from a probe point at k = 5 errs differently at k = 5 and at k = 100; questionnaire errors are the dataset's own
+and do not change with k). Probe-anchored
 extraction errors are measured in accuracy points (sampling noise: a few points next to 100% as at 60%, where the
 logit scale alone made intervals far too narrow) and mapped to z at each prediction; the others stay in z. Outside
 the range of k the evidence measured on at least ``SUPPORT_DATASETS`` datasets (above it, or below it: fine-tuning
