@@ -434,13 +434,18 @@ class ProbeAnchoredModel(QuestionnaireModel):
             fold.options_, fold.k_measured_ = self.options_, self.k_measured_
             fold._fit_parts(anchored[~held])
             tasks = rows[rows["dataset"] == dataset]
-            # Errors with the probe the dataset has and, if that includes the pilot, without it (users without one).
-            known = [probes[dataset]] + ([extraction_only(probes[dataset])] if has_pilot(probes[dataset]) else [])
-            for curves in known:
+            # Errors with the extraction probe and, where the dataset has a pilot, those of the pilot's own kinds
+            # with it: each prediction once (twice would shrink conformal's finite-sample margin), and extraction
+            # calibrated as most users will have it, without a pilot.
+            known = [(extraction_only(probes[dataset]), None)]
+            if has_pilot(probes[dataset]):
+                known.append((probes[dataset], (MEASURED_PILOT, PREDICTED_FT_PILOT)))
+            for curves, only_kinds in known:
                 z, kinds = fold._z(tasks, curves)
-                residuals.append(pd.DataFrame({"residual": tasks["z"].to_numpy() - z, "kind": kinds,
-                                               "dataset": dataset, "k": tasks["images_per_class"].to_numpy(), "z": z,
-                                               "chance": 1.0 / tasks["n_classes"].to_numpy(float)}))
+                found = pd.DataFrame({"residual": tasks["z"].to_numpy() - z, "kind": kinds, "dataset": dataset,
+                                      "k": tasks["images_per_class"].to_numpy(), "z": z,
+                                      "chance": 1.0 / tasks["n_classes"].to_numpy(float)})
+                residuals.append(found if only_kinds is None else found[found["kind"].isin(only_kinds)])
         # Anchored on probe points at k <= 20, errors grow with the distance from the anchor: calibrated per band.
         # Extraction errors are measurement noise (the probe's test images against the study's), a few points
         # wherever the accuracy is: in accuracy, as are the pilot's own point's (one run against the study's: a
