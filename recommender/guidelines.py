@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recommender.accuracy import evidence_rows, is_finetuning, probe_curves_by_dataset
+from recommender.accuracy import evidence_rows
 from recommender.costs import tuning_curve
 from recommender.evidence import DEFAULT_DB, evidence_only, load_tables
-from study.evidence import crossovers, matched_cost_ratios
+from study.evidence import crossovers, matched_cost_ratios, pilot_table
 
 OUTPUT = Path(__file__).resolve().parent.parent / "data" / "GUIDELINES.md"
 
@@ -143,27 +143,17 @@ def transfer_gain(runs: pd.DataFrame) -> Guideline | None:
 PILOT_GAIN_POINTS = 3.0  # a pilot gain this large or larger reads as "fine-tuning pays here"
 
 
-def _best_gain(rows: pd.DataFrame, k_label: str) -> float:
-    """Best fine-tuning minus best extraction (points) among one dataset's rows at one k, NaN if either is missing."""
-    at_k = rows[rows["k_label"] == k_label]
-    fine_tuning = at_k["method"].map(is_finetuning)
-    return 100 * (at_k.loc[fine_tuning, "accuracy"].max() - at_k.loc[~fine_tuning, "accuracy"].max())
-
-
-def pilot_gain(rows: pd.DataFrame, probes: dict) -> Guideline | None:
+def pilot_gain(runs: pd.DataFrame, probes: pd.DataFrame) -> Guideline | None:
     """How well the probe's fine-tuning pilot (one run at the probe's largest k) foretells the gain fine-tuning
-    measured with more data."""
-    records = []
-    for dataset, curves in sorted(probes.items()):
-        piloted = [curve for (method, _), curve in curves.items() if is_finetuning(method)]
-        if not piloted:
-            continue
-        k = max(piloted[0])
-        extraction = max(curve[k] for (method, _), curve in curves.items() if not is_finetuning(method) and k in curve)
-        own = rows[rows["dataset"] == dataset]
-        records.append({"dataset": dataset, "pilot k": k, "pilot gain": 100 * (piloted[0][k] - extraction),
-                        "gain at k=100": _best_gain(own, "100"), "gain at max": _best_gain(own, "max")})
-    table = pd.DataFrame(records).dropna()
+    measured with more data: the pilots' gains (``study.evidence.pilot_table``) against the measured best-FT minus
+    best-FE gaps (``study.evidence.crossovers``)."""
+    if probes is None or probes.empty:
+        return None
+    pilots = pilot_table(probes).set_index("dataset")
+    gaps = crossovers(runs).set_index("dataset")[["FT-FE k=100", "FT-FE k=max"]]
+    table = pilots.join(gaps, how="inner").rename(columns={"pilot_gain_points": "pilot gain", "FT-FE k=100":
+                                                           "gain at k=100", "FT-FE k=max": "gain at max"})
+    table = table[["k", "pilot gain", "gain at k=100", "gain at max"]].astype(float).dropna()
     if len(table) < 3:
         return None
     pays = table["pilot gain"] >= PILOT_GAIN_POINTS
@@ -171,13 +161,12 @@ def pilot_gain(rows: pd.DataFrame, probes: dict) -> Guideline | None:
                                                                                                 "gain at max"))
     numbers = {"Pearson r, pilot gain vs gain at k=100": round(r_100, 2),
                "Pearson r, pilot gain vs gain at max": round(r_max, 2),
-               **{row["dataset"]: {key: round(float(row[key]), 1) for key in ("pilot gain", "gain at k=100",
-                                                                             "gain at max")}
-                  for _, row in table.iterrows()}}
+               **{dataset: {key: round(float(row[key]), 1) for key in ("pilot gain", "gain at k=100", "gain at max")}
+                  for dataset, row in table.iterrows()}}
     return Guideline(
         "Measure the fine-tuning gain before paying for it",
         f"The probe's fine-tuning pilot (`python -m study.probe YOUR_IMAGES --finetune-pilot`: one run of the "
-        f"study's recipe at k = {int(table['pilot k'].max())}, minutes on a CPU) measures how much fine-tuning gains "
+        f"study's recipe at k = {int(table['k'].max())}, minutes on a CPU) measures how much fine-tuning gains "
         f"over the best extraction on the task's own images. Across {len(table)} study datasets its gain tracks the "
         f"gain measured at k = 100 (Pearson r = {r_100:.2f}) and at the largest k (r = {r_max:.2f}). Where the pilot "
         f"gained {PILOT_GAIN_POINTS:g} points or more ({int(pays.sum())} datasets), fine-tuning gained "
@@ -190,7 +179,7 @@ def derive(tables: dict) -> list[Guideline]:
     rows = evidence_rows(tables)
     found = [crossover(tables["runs"], rows), cost_ratios(tables["runs"]), fne_vs_linear(rows), partial_vs_full(rows),
              tuning_cost(tables["trials"]), transfer_gain(tables["runs"]),
-             pilot_gain(rows, probe_curves_by_dataset(tables))]
+             pilot_gain(tables["runs"], tables.get("probe_curves"))]
     return [g for g in found if g is not None]
 
 

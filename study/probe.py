@@ -256,7 +256,8 @@ def probe_arrays(images: np.ndarray, labels: np.ndarray, class_names: list[str],
                         option_accuracy(method, pooled, fne, labels, train, test, seed))
         steps[f"fit {backbone}"] = time.perf_counter() - clock
     if pilot:
-        report(0.4 + extraction_share, f"fine-tuning pilot: {backbone_label(PILOT_BACKBONE)} at k={ks[-1]} (2-3 minutes on a CPU)")
+        report(0.4 + extraction_share,
+               f"fine-tuning pilot: {backbone_label(PILOT_BACKBONE)} at k={ks[-1]} (2-3 minutes on a CPU)")
         clock = time.perf_counter()
         scores[(PILOT_METHOD, PILOT_BACKBONE)] = {ks[-1]: [finetune_pilot(images, labels, is_test, ks[-1],
                                                                           len(class_names), pilot_recipe)]}

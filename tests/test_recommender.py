@@ -454,7 +454,7 @@ def test_the_pilot_guideline_compares_each_pilot_with_the_gain_measured_later(ta
     gains, recomputed here from the tables; without pilots there is no such guideline."""
     evidence = evidence_only(tables)
     probes, rows = probe_curves_by_dataset(evidence), evidence_rows(evidence)
-    guideline = pilot_gain(rows, probes)
+    guideline = pilot_gain(evidence["runs"], evidence["probe_curves"])
     dataset = next(d for d in sorted(probes) if has_pilot(probes[d]))
     (pilot_curve,) = [curve for option, curve in probes[dataset].items() if is_finetuning(option[0])]
     extraction = max(curve[20] for option, curve in extraction_only(probes[dataset]).items())
@@ -464,7 +464,7 @@ def test_the_pilot_guideline_compares_each_pilot_with_the_gain_measured_later(ta
     assert guideline.numbers[dataset]["gain at k=100"] == pytest.approx(
         100 * (at_100.loc[tuned, "accuracy"].max() - at_100.loc[~tuned, "accuracy"].max()), abs=0.05)
     assert -1 <= guideline.numbers["Pearson r, pilot gain vs gain at k=100"] <= 1
-    assert pilot_gain(rows, {d: extraction_only(curves) for d, curves in probes.items()}) is None
+    assert pilot_gain(evidence["runs"], evidence["probe_curves"].query("method != 'ft_full'")) is None
 
 
 def test_missing_database_names_the_command_that_makes_it(tmp_path):

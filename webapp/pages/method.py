@@ -44,8 +44,9 @@ st.caption(f"{len(tables['trials']):,} fine-tuning trials stored; "
            f"{0 if failures is None else len(failures):,} failed runs recorded (retried on the next resume).")
 
 st.subheader("Decision quality of the recommender")
-st.markdown("Leave one dataset out: the advisor, fitted without a dataset, advises on it (from the description alone, "
-            "with that dataset's extraction probe, and with the probe and its fine-tuning pilot) at every k where fine-tuning was measured, with no budget and under a compute and a "
+st.markdown("Leave one dataset out: the advisor, fitted without a dataset, advises on it (from the description "
+            "alone, with that dataset's extraction probe, and with the probe and its fine-tuning pilot) at every k "
+            "where fine-tuning was measured, with no budget and under a compute and a "
             "human-time budget. Its pick is scored by that dataset's own measurements against the best option "
             "within budget in hindsight (regret, in accuracy points), and so are fixed policies: the best fixed "
             "option in hindsight, always extract, always fine-tune, and the seed paper's k-threshold rule. A pick "
