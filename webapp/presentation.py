@@ -174,8 +174,10 @@ def resolution_sentence(row) -> str:
 
 def probe_would_narrow_sentence(narrow: dict, how_to_probe: str, how_to_pilot: str) -> str:
     """How wide the interval is now, and how narrow a probe, or its fine-tuning pilot, would make it."""
+    from study.probe import PILOT_DURATION
+
     pilot = narrow.get("width_with_pilot_fine_tuning_points")
-    pilot_cost = "2-3 more minutes on a 2-core CPU"
+    pilot_cost = f"another {PILOT_DURATION}"
     if narrow.get("probed"):
         return (f"Fine-tuning is predicted from your extraction probe: its 80% interval is about "
                 f"{narrow['width_now_points']:.0f} points wide. The probe's fine-tuning pilot ({pilot_cost}; "

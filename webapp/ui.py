@@ -364,7 +364,7 @@ def probe_panel() -> None:
     from pathlib import Path
 
     from recommender.questionnaire import encode_probe
-    from study.probe import probe
+    from study.probe import PILOT_DURATION, probe
     from study.upload import MAX_UPLOAD_BYTES, UploadError
 
     with st.expander("Measure your own images (a quick CPU probe, about a minute)"):
@@ -376,7 +376,7 @@ def probe_panel() -> None:
                    "Full-Network Embedding) trained on k = 2, 5, 10, 20 of your images per class and tested on the "
                    "rest; the advice is anchored on these measured curves.")
         upload = st.file_uploader("A .zip of your images", type=["zip"], key="probe_zip")
-        pilot = st.checkbox("Also fine-tune once: a pilot (2-3 more minutes on a CPU)", key="probe_pilot",
+        pilot = st.checkbox(f"Also fine-tune once: a pilot (another {PILOT_DURATION})", key="probe_pilot",
                             help="The study's fine-tuning recipe on MobileNetV2, trained once on the probe's largest "
                                  "k of your images per class. How much a task gains from fine-tuning is what is "
                                  "hardest to predict; the pilot measures it, and the fine-tuning options are then "
