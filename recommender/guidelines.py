@@ -39,19 +39,26 @@ def crossover(runs: pd.DataFrame, rows: pd.DataFrame) -> Guideline:
         numbers[domain] = {row["dataset"]: {"crossover k": row["crossover_k"],
                                             "FT - FE at the largest k (points)": row["points_at_largest_k"],
                                             "largest k": row["largest_k"],
+                                            "seed noise there (2 SE, points)": row["seed_noise_at_largest_k"],
+                                            "verdict there": row["verdict_at_largest_k"],
                                             "FT / FE wall time there": row["time_multiple_at_largest_k"]}
                            for _, row in group.iterrows()}
         found = group.loc[~never, "crossover_images_per_class"].astype(int)
         gain = group["points_at_largest_k"].mean()
         multiple = group["time_multiple_at_largest_k"].median()
+        noisy = int((group["verdict_at_largest_k"] == "within seed noise").sum())
         parts.append(f"{domain}: " + (f"fine-tuning wins from k={found.min()}" + (f"-{found.max()}" if
                                       found.max() != found.min() else "") if len(found) else "extraction never beaten")
                      + (f" on {len(found)} of {len(group)} datasets" if 0 < len(found) < len(group) else "")
-                     + f", {gain:+.1f} points at the largest k for {multiple:.0f}x the wall time")
+                     + f", {gain:+.1f} points at the largest k"
+                     + (" (within seed noise)" if noisy == len(group) else
+                        f" (within seed noise on {noisy} of {len(group)})" if noisy else "")
+                     + f" for {multiple:.0f}x the wall time")
     return Guideline("When fine-tuning overtakes extraction",
                      "Per domain, the smallest measured k from which the best fine-tuning beats the best feature "
                      "extraction at every larger measured k (per dataset in the numbers), the points it gains at the "
-                     "largest measured k and its wall-time multiple there — " + "; ".join(parts) + ".", numbers)
+                     "largest measured k, whether that lead exceeds two standard errors of seed noise, and its "
+                     "wall-time multiple there — " + "; ".join(parts) + ".", numbers)
 
 
 def cost_ratios(runs: pd.DataFrame) -> Guideline:

@@ -43,6 +43,33 @@ def matched_cost_ratios(runs: pd.DataFrame) -> pd.DataFrame:
     return both.reset_index()
 
 
+def family_of(methods: pd.Series) -> np.ndarray:
+    """'FT' for fine-tuning methods, 'FE' for feature extraction."""
+    return np.where(methods.str.startswith("ft_"), "FT", "FE")
+
+
+def seed_spread(runs: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """{(family, k label): the seed-to-seed standard deviation of test accuracy (points)}, pooled (root mean
+    variance) over every dataset and option with two or more seeds there, pretrained backbones only. A seed draws
+    both the training images and the initialisation: it is the noise a single run's accuracy carries."""
+    runs = runs[runs["pretrained"]]
+    per_option = (runs.assign(family=family_of(runs["method"]))
+                  .groupby(["family", "k_label", "dataset", "method", "backbone"])["accuracy"].var().dropna())
+    return {key: float(100 * np.sqrt(variance)) for key, variance in per_option.groupby(["family", "k_label"]).mean()
+            .items()}
+
+
+def _spread_at(spread: dict, family: str, k_label: str) -> float | None:
+    """The seed spread of ``family`` at ``k_label``, else at the nearest smaller measured k (a single run's noise
+    shrinks as k grows, so this errs wide), else the nearest larger; None if the family has no repeated seeds."""
+    position = K_ORDER.index(k_label)
+    measured = sorted((K_ORDER.index(k), sd) for (f, k), sd in spread.items() if f == family and k in K_ORDER)
+    if not measured:
+        return None
+    below = [sd for k, sd in measured if k <= position]
+    return below[-1] if below else measured[0][1]
+
+
 def best_by_family(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, k): the best feature-extraction and the best fine-tuning option (mean accuracy over seeds),
     their accuracies and mean wall times; pretrained backbones only."""
@@ -50,10 +77,10 @@ def best_by_family(runs: pd.DataFrame) -> pd.DataFrame:
     means = (runs.groupby(["dataset", "k_label", "method", "backbone"], as_index=False)
              .agg(images_per_class=("images_per_class", "mean"), accuracy=("accuracy", "mean"),
                   total_s=("total_s", "mean"), seeds=("seed", "nunique")))
-    means["family"] = np.where(means["method"].str.startswith("ft_"), "FT", "FE")
+    means["family"] = family_of(means["method"])
     best = means.sort_values("accuracy").groupby(["dataset", "k_label", "family"]).tail(1)
     wide = best.pivot(index=["dataset", "k_label"], columns="family",
-                      values=["accuracy", "total_s", "method", "backbone", "images_per_class"])
+                      values=["accuracy", "total_s", "method", "backbone", "images_per_class", "seeds"])
     wide.columns = [f"{family}_{value}" for value, family in wide.columns]
     return wide.reset_index()
 
@@ -63,14 +90,32 @@ def _k_text(row: pd.Series) -> str:
     return f"max ({row['k']:.0f})" if row["k_label"] == "max" else str(row["k_label"])
 
 
+def gap_noise(top: pd.Series, spread: dict) -> float | None:
+    """Two standard errors (points) of one FT - FE gap: each family's seed spread at that k over the square root
+    of its seeds there. None where either family's spread is unmeasured."""
+    spreads = [_spread_at(spread, family, top["k_label"]) for family in ("FT", "FE")]
+    if None in spreads:
+        return None
+    return 2 * float(np.sqrt(sum(sd**2 / float(top[f"{family}_seeds"]) for sd, family in zip(spreads, ("FT", "FE")))))
+
+
+def verdict(gap: float, noise: float | None) -> str:
+    """Who leads, or that the lead is within seed noise (two standard errors of the gap)."""
+    if noise is not None and abs(gap) <= noise:
+        return "within seed noise"
+    return "fine-tuning ahead" if gap > 0 else "extraction ahead"
+
+
 def crossovers(runs: pd.DataFrame, ks=("5", "20", "100", "max")) -> pd.DataFrame:
     """Per dataset: FT - FE (points, best option of each family) at the given k, the crossover (the smallest
     measured k from which fine-tuning wins at every larger measured k, or none up to the largest), and the points
-    gained and the wall-time multiple at the largest k where both were measured."""
+    gained, two standard errors of that gain from the measured seed spreads (``gap_noise``), who leads beyond that
+    noise and the wall-time multiple at the largest k where both were measured."""
     best = best_by_family(runs)
     if not {"FE_accuracy", "FT_accuracy"} <= set(best.columns):
         return pd.DataFrame()
     best = best.dropna(subset=["FE_accuracy", "FT_accuracy"])
+    spread = seed_spread(runs)
     rows = []
     for dataset, group in best.groupby("dataset"):
         group = group.assign(k=group["FE_images_per_class"].astype(float)).sort_values("k")
@@ -82,8 +127,11 @@ def crossovers(runs: pd.DataFrame, ks=("5", "20", "100", "max")) -> pd.DataFrame
                                       if (group["k_label"] == k).any() else None for k in ks},
                "crossover_k": _k_text(group.iloc[ahead[0]]) if ahead else f"none up to {_k_text(top)}",
                "crossover_images_per_class": float(group["k"].iloc[ahead[0]]) if ahead else None,
-               "largest_k": _k_text(top), "points_at_largest_k": round(float(gap.iloc[-1]), 1),
-               "time_multiple_at_largest_k": round(float(top["FT_total_s"]) / float(top["FE_total_s"]), 1)}
+               "largest_k": _k_text(top), "points_at_largest_k": round(float(gap.iloc[-1]), 1)}
+        noise = gap_noise(top, spread)
+        row.update({"seed_noise_at_largest_k": None if noise is None else round(noise, 1),
+                    "verdict_at_largest_k": verdict(float(gap.iloc[-1]), noise),
+                    "time_multiple_at_largest_k": round(float(top["FT_total_s"]) / float(top["FE_total_s"]), 1)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -189,7 +237,9 @@ def render(db: Path) -> str:
         lines += ["## When fine-tuning overtakes extraction", "",
                   "Best fine-tuning option minus best feature-extraction option (points, means over seeds) at each "
                   "k; the crossover is the smallest measured k from which fine-tuning wins at every larger measured "
-                  "k; the time multiple is FT / FE wall time at the largest k.", "", markdown_table(gaps), ""]
+                  "k; the seed noise is two standard errors of the gap at the largest k, from the seed-to-seed "
+                  "spread measured per family and k (at the nearest smaller k where a k has no repeated seeds); "
+                  "the time multiple is FT / FE wall time at the largest k.", "", markdown_table(gaps), ""]
     pilots = pilot_table(tables["probe_curves"])
     if not pilots.empty:
         lines += ["## The probe's fine-tuning pilot on the study datasets", "",

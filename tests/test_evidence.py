@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from study.evidence import crossovers, matched_cost_ratios, pilot_table, render
+from study.evidence import crossovers, matched_cost_ratios, pilot_table, render, seed_spread, verdict
 from study.grid_file import evidence_grids
 from study.spec import FinetuneConfig
 from study.store import DEFAULT_DB
@@ -142,6 +142,20 @@ def test_the_fine_tuning_gap_at_the_largest_k_is_reported_for_each_dataset(runs)
     assert (gaps["time_multiple_at_largest_k"] > 1).all()  # fine-tuning is the dearer option everywhere
     crossed = ~gaps["crossover_k"].str.startswith("none")
     assert (gaps.loc[crossed, "points_at_largest_k"] > 0).all()  # a crossover means fine-tuning leads (a tie is none)
+    beyond = gaps["verdict_at_largest_k"] != "within seed noise"
+    assert (gaps.loc[beyond, "points_at_largest_k"].abs() > gaps.loc[beyond, "seed_noise_at_largest_k"]).all()
     text = render(DEFAULT_DB)
     assert "## When fine-tuning overtakes extraction" in text
     assert all(f"| {dataset} |" in text for dataset in with_ft)
+
+
+def test_a_single_runs_seed_noise_shrinks_as_the_training_set_grows(runs):
+    spread = seed_spread(runs[runs["grid"].isin(evidence_grids())])
+    assert spread[("FE", "5")] > spread[("FE", "20")] > spread[("FE", "100")] > 0
+    assert spread[("FT", "5")] > 0  # fine-tuning's seeds 1-2 are in the evidence
+
+
+def test_a_lead_within_two_standard_errors_is_called_noise():
+    assert verdict(2.0, noise=3.0) == "within seed noise" and verdict(-2.9, noise=3.0) == "within seed noise"
+    assert verdict(3.5, noise=3.0) == "fine-tuning ahead" and verdict(-3.5, noise=3.0) == "extraction ahead"
+    assert verdict(0.5, noise=None) == "fine-tuning ahead"  # without repeated seeds, the sign is all there is
