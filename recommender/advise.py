@@ -175,11 +175,27 @@ class Advisor:
         pilot = width(True, fine_tuning) if PREDICTED_FT_PILOT in self.probe_model_.conformal_.half_width_ else None
         if q.probe_curves:
             return {"probed": True, "width_now_points": width(False, fine_tuning),
-                    "width_with_pilot_fine_tuning_points": pilot} if pilot is not None else None
+                    "width_with_pilot_fine_tuning_points": pilot,
+                    **self._families_overlap(at_k, fine_tuning)} if pilot is not None else None
         return {"probed": False, "width_now_points": float(now.median()),
                 "width_with_probe_extraction_points": width(False, ~fine_tuning),
                 "width_with_probe_fine_tuning_points": width(False, fine_tuning),
                 "width_with_pilot_fine_tuning_points": pilot}
+
+    @staticmethod
+    def _families_overlap(at_k: pd.DataFrame, fine_tuning: np.ndarray) -> dict:
+        """The 80% intervals (%) of the best extraction and the best fine-tuning option (by expected accuracy), and
+        whether they overlap: then the extraction probe has not decided between the families, and the pilot can."""
+        if fine_tuning.all() or not fine_tuning.any():
+            return {}
+        best = {family: at_k[mask].loc[at_k.loc[mask, "acc_expected"].idxmax()]
+                for family, mask in (("extraction", ~fine_tuning), ("fine_tuning", fine_tuning))}
+        low = {family: 100 * float(row["acc_low"]) for family, row in best.items()}
+        high = {family: 100 * float(row["acc_high"]) for family, row in best.items()}
+        return {"best_extraction_interval_pct": (low["extraction"], high["extraction"]),
+                "best_fine_tuning_interval_pct": (low["fine_tuning"], high["fine_tuning"]),
+                "families_overlap": (low["fine_tuning"] <= high["extraction"]
+                                     and low["extraction"] <= high["fine_tuning"])}
 
     def advise(self, q: Questionnaire, assumptions: Assumptions | None = None, only: set[str] | None = None) -> Advice:
         """``only``: option ids to choose among (default every option the evidence and the hardware support)."""

@@ -273,7 +273,7 @@ def test_probing_a_local_folder_fills_the_form_and_shows_what_changed(app, tmp_p
     assert any("What your probe changed" in m.value for m in at.markdown)
     assert at.query_params["probe"] == measured
     assert not any("No probe of your images yet" in i.value for i in at.info)  # the probe is there
-    assert any("fine-tuning pilot" in i.value and "would narrow it" in i.value for i in at.info)  # not its pilot
+    assert any("fine-tuning pilot" in i.value and "would narrow" in i.value for i in at.info)  # not its pilot
 
 
 def test_probing_a_folder_with_one_class_gives_a_message(app, tmp_path):

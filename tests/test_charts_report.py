@@ -13,7 +13,7 @@ from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import load_tables
 from recommender.questionnaire import Questionnaire, encode_probe
 from webapp.presentation import (answers_table, budget_checks, budget_failures, format_amount, numbers_table,
-                                 options_csv, options_table, readable)
+                                 options_csv, options_table, probe_would_narrow_sentence, readable)
 from webapp.provenance import evaluation_summary, evaluation_table, evidence_summary, sources_table
 from webapp.ui import (PUBLIC_URL_ENV, TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link,
                        share_link)
@@ -210,3 +210,16 @@ def test_a_shared_link_uses_the_public_address_with_a_path(monkeypatch):
     monkeypatch.setenv(PUBLIC_URL_ENV, "https://eot.example.org/tools/eot")
     link = share_link(answers, Assumptions(), seen="http://localhost:8599")
     assert link.startswith("https://eot.example.org/tools/eot/?n_classes=7&")
+
+
+def test_with_a_probe_the_advice_says_when_the_families_are_undecided_and_what_the_pilot_did():
+    narrow = {"probed": True, "width_now_points": 22.4, "width_with_pilot_fine_tuning_points": 12.6,
+              "best_extraction_interval_pct": (70.1, 79.6), "best_fine_tuning_interval_pct": (66.0, 88.3),
+              "families_overlap": True}
+    evaluation = {"mean_regret_points": {"recommender": 1.55, "recommender_with_pilot": 0.86}}
+    undecided = probe_would_narrow_sentence(narrow, "probe", "tick the pilot", evaluation)
+    assert "not yet told apart" in undecided and "70–80%" in undecided and "66–88%" in undecided
+    assert "from about 22 to about 13 points" in undecided and "1.6 points" in undecided and "0.9 with" in undecided
+    assert "1.6 points" not in probe_would_narrow_sentence(narrow, "probe", "tick the pilot")  # not evaluated yet
+    decided = probe_would_narrow_sentence({**narrow, "families_overlap": False}, "probe", "tick the pilot", evaluation)
+    assert "not yet told apart" not in decided and "would narrow it to about 13 points" in decided

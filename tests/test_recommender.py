@@ -151,6 +151,14 @@ def test_the_advice_says_how_much_a_probe_or_its_pilot_would_narrow_each_family(
     assert narrow["probed"] and narrow["width_now_points"] == pytest.approx(
         100 * (fine_tuning["acc_high"] - fine_tuning["acc_low"]).median(), abs=1.0)
     assert narrow["width_with_pilot_fine_tuning_points"] < narrow["width_now_points"]
+    for family, interval in (("fe_", narrow["best_extraction_interval_pct"]),
+                             ("ft_", narrow["best_fine_tuning_interval_pct"])):
+        members = advice.options[advice.options["method"].str.startswith(family)]
+        best = members.loc[members["acc_expected"].idxmax()]
+        assert interval == pytest.approx((100 * best["acc_low"], 100 * best["acc_high"]))
+    (fe_low, fe_high), (ft_low, ft_high) = (narrow["best_extraction_interval_pct"],
+                                            narrow["best_fine_tuning_interval_pct"])
+    assert narrow["families_overlap"] == (ft_low <= fe_high and fe_low <= ft_high)
     piloted = {**probe, ("ft_full", "mobilenetv2_100"): {20: 0.8}}
     assert advisor.advise(Questionnaire(n_classes=5, images_per_class=20, probe=encode_probe(piloted))
                           ).probe_would_narrow is None

@@ -172,16 +172,38 @@ def resolution_sentence(row) -> str:
             f"{row['accuracy_resolution']}; costs are {readable(row['cost_basis'])}.")
 
 
-def probe_would_narrow_sentence(narrow: dict, how_to_probe: str, how_to_pilot: str) -> str:
-    """How wide the interval is now, and how narrow a probe, or its fine-tuning pilot, would make it."""
+def pilot_value_sentence(summary: dict | None) -> str:
+    """What the pilot did to the decisions in the stored leave-one-dataset-out evaluation ('' before one ran)."""
+    regret = (summary or {}).get("mean_regret_points", {})
+    if not {"recommender", "recommender_with_pilot"} <= set(regret):
+        return ""
+    return (f" On the study's datasets, each left out of the fit in turn, decisions lost {regret['recommender']:.1f} "
+            f"points of accuracy against hindsight on average with the extraction probe alone, and "
+            f"{regret['recommender_with_pilot']:.1f} with its pilot.")
+
+
+def probe_would_narrow_sentence(narrow: dict, how_to_probe: str, how_to_pilot: str,
+                                evaluation: dict | None = None) -> str:
+    """How wide the interval is now, and how narrow a probe, or its fine-tuning pilot, would make it; with a probe,
+    whether extraction and fine-tuning are still undecided and (``evaluation``: the stored evaluation's summary)
+    what the pilot did to decisions on the study's datasets."""
     from study.probe import PILOT_DURATION
 
     pilot = narrow.get("width_with_pilot_fine_tuning_points")
     pilot_cost = f"another {PILOT_DURATION}"
     if narrow.get("probed"):
-        return (f"Fine-tuning is predicted from your extraction probe: its 80% interval is about "
-                f"{narrow['width_now_points']:.0f} points wide. The probe's fine-tuning pilot ({pilot_cost}; "
-                f"{how_to_pilot}) would narrow it to about {pilot:.0f} points.")
+        if not narrow.get("families_overlap"):
+            return (f"Fine-tuning is predicted from your extraction probe: its 80% interval is about "
+                    f"{narrow['width_now_points']:.0f} points wide. The probe's fine-tuning pilot ({pilot_cost}; "
+                    f"{how_to_pilot}) would narrow it to about {pilot:.0f} points.")
+        (fe_low, fe_high), (ft_low, ft_high) = (narrow["best_extraction_interval_pct"],
+                                                narrow["best_fine_tuning_interval_pct"])
+        return (f"Extraction and fine-tuning are not yet told apart here: the best extraction option's 80% interval "
+                f"is {fe_low:.0f}–{fe_high:.0f}%, the best fine-tuning option's {ft_low:.0f}–{ft_high:.0f}%. How "
+                f"much your images gain from fine-tuning is what an extraction probe cannot see. The probe's "
+                f"fine-tuning pilot ({pilot_cost}; {how_to_pilot}) measures it, and would narrow fine-tuning's 80% "
+                f"interval from about {narrow['width_now_points']:.0f} to about {pilot:.0f} points."
+                + pilot_value_sentence(evaluation))
     fine_tuning = narrow.get("width_with_probe_fine_tuning_points")
     return (f"No probe of your images yet: the 80% interval is about {narrow['width_now_points']:.0f} points wide. "
             f"A probe (about a minute, {how_to_probe}) would narrow it to about "

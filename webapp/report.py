@@ -112,10 +112,11 @@ def _costs_lines(advice, row) -> list[str]:
 
 
 def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, str], defaults, sources: dict,
-                    link: str | None = None, provenance: pd.DataFrame | None = None) -> bytes:
+                    link: str | None = None, provenance: pd.DataFrame | None = None,
+                    evaluation: dict | None = None) -> bytes:
     """The answers, the recommendation with its budget checks (what breaks each, what would change it) and
     rationale, the charts, every option, the assumptions with their sources, the evidence and every source the
-    advice uses."""
+    advice uses (``evaluation``: the stored recommender evaluation's summary, for what a pilot did to decisions)."""
     doc = _Document("Extract or Tune: your recommendation")
     doc.heading("Extract or Tune: your recommendation", size=16)
     doc.paragraph(f"Generated {_stamp()}.", size=8)
@@ -131,7 +132,7 @@ def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, st
     if advice.probe_would_narrow:
         doc.paragraph(probe_would_narrow_sentence(
             advice.probe_would_narrow, "python -m study.probe YOUR_IMAGES, or the app's \"Measure your own images\"",
-            "add --finetune-pilot, or tick \"Also fine-tune once\" in the app"))
+            "add --finetune-pilot, or tick \"Also fine-tune once\" in the app", evaluation))
     checks = budget_checks(advice)
     if checks.empty:
         doc.paragraph("No budgets were set.")

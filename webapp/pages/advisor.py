@@ -79,7 +79,7 @@ with st.container(border=True):
                                                                 f"{check.component}"))
     if advice.probe_would_narrow:
         st.info(probe_would_narrow_sentence(advice.probe_would_narrow, "**Measure your own images** above",
-                                            "tick **Also fine-tune once** there"))
+                                            "tick **Also fine-tune once** there", ui.decision_quality()[1]))
 
 failures = budget_failures(advice)
 if not failures.empty:
@@ -149,7 +149,7 @@ pdf_column, csv_column = st.columns(2)
 pdf_column.download_button(
     "Download your report (PDF)", on_click="ignore", file_name="extract-or-tune-report.pdf", mime="application/pdf",
     data=lambda: report.personal_report(advice, report.chart_pngs(advice, cost_column), summary, Assumptions(),
-                                        ASSUMPTION_SOURCES, link, provenance))
+                                        ASSUMPTION_SOURCES, link, provenance, ui.decision_quality()[1]))
 csv_column.download_button("Download every option (CSV)", on_click="ignore", file_name="extract-or-tune-options.csv",
                            mime="text/csv", data=options_csv(advice.options).to_csv(index=False))
 st.markdown("**Link to these answers** (copy it to share the advice)")
