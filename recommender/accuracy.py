@@ -35,8 +35,9 @@ datasets (2 to 10 today), the questionnaire model holds the class count's effect
 doubling of classes beyond it (within 2-10 classes the tasks with more classes happened to be easier: extrapolated
 linearly, 1000 classes predicted 98% at k = 5). Probe-anchored predictions do not use the class count as a
 feature: the probe carries the task's difficulty, and the anchor's level and slope are held inside the study's
-range. Predictions, and the low ends of their intervals, never fall as k grows. The same signed calibration errors
-give each prediction's expected accuracy (their mean around it), which the advisor ranks by.
+range. Predictions, and the low ends of their intervals, never fall as k grows. The same signed calibration errors,
+the option's own where it has enough (a robust fit centres an option with rare large failures above its mean), give
+each prediction's expected accuracy (their mean around it), which the advisor ranks by.
 """
 from __future__ import annotations
 
@@ -170,7 +171,7 @@ def _quantile(residuals: np.ndarray, fallback: float) -> float:
     return float(np.quantile(residuals, level))
 
 
-NO_RESIDUALS = pd.DataFrame({"residual": [], "kind": [], "dataset": [], "k": [], "z": [], "chance": []})
+NO_RESIDUALS = pd.DataFrame({"residual": [], "kind": [], "dataset": [], "option": [], "k": [], "z": [], "chance": []})
 
 
 def z_half_width(z, half_accuracy, chance) -> np.ndarray:
@@ -220,13 +221,19 @@ class _Conformal:
                                  for (kind, band), errors in by_band.items()}
         self.errors_ = {kind: errors for kind, errors in by_kind.items() if len(errors) >= MIN_RESIDUALS}
         self.band_errors_ = {key: errors for key, errors in by_band.items() if len(errors) >= MIN_RESIDUALS}
+        by_option = bands.groupby(["kind", "band", "option"])["residual"] if "option" in bands else []
+        self.option_errors_ = {key: group.to_numpy(float) for key, group in by_option
+                               if len(group) >= MIN_RESIDUALS}
         return self
 
-    def errors(self, kind: str, k: float) -> np.ndarray:
-        """The signed calibration errors behind a prediction's interval: those of its kind in its band of k, else
+    def errors(self, kind: str, k: float, option=None) -> np.ndarray:
+        """The signed calibration errors behind a prediction's expected accuracy: those of its option and kind in
+        its band of k (a robust fit centres an option whose failures are rare but large, as partial fine-tuning's
+        with 5 images a class, above its mean; its own errors put them back), else of its kind in its band, else
         of its kind; none (just the median) if there are too few."""
         band = int(k_band([k])[0]) if self.by_k_band else 0
-        found = self.band_errors_.get((kind, band), self.errors_.get(kind))
+        found = self.option_errors_.get((kind, band, option),
+                                        self.band_errors_.get((kind, band), self.errors_.get(kind)))
         return np.zeros(1) if found is None else found
 
     def half_width(self, kinds, k) -> np.ndarray:
@@ -246,14 +253,15 @@ class _Conformal:
         half = self.z_half(z, kinds, k, chance) * (1 + EXTRAPOLATION_WIDENING * doublings)
         return from_z(z - half, chance), from_z(z, chance), from_z(z + half, chance)
 
-    def expected(self, z: np.ndarray, kinds, k: np.ndarray, doublings: np.ndarray, chance: np.ndarray) -> np.ndarray:
+    def expected(self, z: np.ndarray, kinds, k: np.ndarray, doublings: np.ndarray, chance: np.ndarray,
+                 options) -> np.ndarray:
         """The mean accuracy over the calibration errors (widened as the interval is): what a user who wants the
         most accuracy on average should rank by. It differs from the median where errors are skewed: a few tasks
         gain far more from fine-tuning than the typical one, few gain far less."""
         expected = []
-        for z_one, kind, k_one, chance_one, widening in zip(z, kinds, k, chance,
-                                                            1 + EXTRAPOLATION_WIDENING * doublings):
-            errors = widening * self.errors(kind, k_one)
+        for z_one, kind, k_one, chance_one, widening, option in zip(z, kinds, k, chance,
+                                                                    1 + EXTRAPOLATION_WIDENING * doublings, options):
+            errors = widening * self.errors(kind, k_one, option)
             if kind in self.in_accuracy:
                 expected.append(np.clip(from_z(z_one, chance_one) + errors, chance_one, 1).mean())
             else:
@@ -322,6 +330,7 @@ class QuestionnaireModel:
             z = fold._design(rows[held]) @ fold._fit_coef(rows[~held])
             residuals.append(pd.DataFrame({"residual": to_z(rows.loc[held, "accuracy"], rows.loc[held, "chance"]) - z,
                                            "kind": QUESTIONNAIRE, "dataset": dataset,
+                                           "option": rows.loc[held, "option"],
                                            "k": rows.loc[held, "images_per_class"], "z": z,
                                            "chance": rows.loc[held, "chance"]}))
         self.conformal_ = _Conformal().calibrate(pd.concat(residuals) if residuals else NO_RESIDUALS)
@@ -346,7 +355,7 @@ class QuestionnaireModel:
             np.asarray(kinds) == QUESTIONNAIRE, doublings_outside(n_classes, *self.classes_range_), 0.0)
         low, median, high = self.conformal_.interval(z, kinds, k, doublings, chance)
         low = _monotone(tasks.assign(low=low), "low").to_numpy()  # more data: the low end does not fall either
-        expected = self.conformal_.expected(z, kinds, k, doublings, chance)
+        expected = self.conformal_.expected(z, kinds, k, doublings, chance, tasks["option"])
         return pd.DataFrame({"acc_low": low, "acc_median": median, "acc_high": high, "acc_expected": expected,
                              "basis": kinds, "extrapolated": doublings > 1e-9}, index=tasks.index)
 
@@ -443,6 +452,7 @@ class ProbeAnchoredModel(QuestionnaireModel):
             for curves, only_kinds in known:
                 z, kinds = fold._z(tasks, curves)
                 found = pd.DataFrame({"residual": tasks["z"].to_numpy() - z, "kind": kinds, "dataset": dataset,
+                                      "option": tasks["option"].to_numpy(),
                                       "k": tasks["images_per_class"].to_numpy(), "z": z,
                                       "chance": 1.0 / tasks["n_classes"].to_numpy(float)})
                 residuals.append(found if only_kinds is None else found[found["kind"].isin(only_kinds)])

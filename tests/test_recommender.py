@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from recommender.accuracy import (PREDICTED_FT, PREDICTED_FT_PILOT, SUPPORT_DATASETS, ProbeAnchoredModel,
-                                  QuestionnaireModel, evidence_rows, extraction_only, has_pilot, is_finetuning,
-                                  probe_curves_by_dataset, ridge, to_z)
+                                  QuestionnaireModel, _Conformal, evidence_rows, extraction_only, from_z, has_pilot,
+                                  is_finetuning, probe_curves_by_dataset, ridge, to_z)
 from recommender.advise import Advisor, cautious_accuracy, pareto_front
 from recommender.carbon import REGIONS, co2_kg
 from recommender.costs import DATA_CENTRE_PUE, Assumptions, ft_recipe, tuning_curve
@@ -66,16 +66,30 @@ def test_options_are_ranked_by_the_figure_the_user_chose(advisor):
 def test_expected_accuracy_follows_the_direction_of_past_errors():
     """Calibration errors that are mostly small with a few large gains (fine-tuning on a task far from ImageNet):
     the expected accuracy lies above the median and inside the interval; symmetric errors leave it at the median."""
-    from recommender.accuracy import PREDICTED_FT, _Conformal
     skewed = np.r_[np.full(16, -0.2), np.full(4, 2.0)]
     symmetric = np.r_[np.full(10, -0.5), np.full(10, 0.5)]
     chance, z, k = np.full(1, 0.1), to_z(np.full(1, 0.7), 0.1), np.full(1, 20.0)
     for errors, check in ((skewed, lambda e: e > 0.71), (symmetric, lambda e: abs(e - 0.7) < 0.02)):
         calibrated = _Conformal().calibrate(pd.DataFrame({"residual": errors, "kind": PREDICTED_FT, "dataset": "d",
-                                                          "k": 20, "z": 0.0, "chance": 0.1}))
-        expected = calibrated.expected(z, [PREDICTED_FT], k, np.zeros(1), chance)[0]
+                                                          "option": "ft", "k": 20, "z": 0.0, "chance": 0.1}))
+        expected = calibrated.expected(z, [PREDICTED_FT], k, np.zeros(1), chance, ["ft"])[0]
         low, _, high = calibrated.interval(z, [PREDICTED_FT], k, np.zeros(1), chance)
         assert check(expected) and low[0] < expected < high[0]
+
+
+def test_an_option_whose_past_errors_include_rare_large_failures_is_expected_lower():
+    """Two options of one kind, fitted robustly to the same centre: one sometimes fails badly (partial fine-tuning
+    with 5 images a class did, on 3 of 10 datasets). Its own errors, not the kind's, set its expected accuracy;
+    an option with too few errors of its own takes the kind's."""
+    steady, failing = np.r_[np.full(5, -0.1), np.full(5, 0.1)], np.r_[np.full(7, 0.1), np.full(3, -1.5)]
+    residuals = pd.DataFrame({"residual": np.r_[steady, failing], "kind": PREDICTED_FT, "dataset": "d",
+                              "option": ["steady"] * 10 + ["failing"] * 10, "k": 5, "z": 0.0, "chance": 0.1})
+    calibrated = _Conformal(by_k_band=True).calibrate(residuals)
+    z, k, chance = np.zeros(3), np.full(3, 5.0), np.full(3, 0.1)
+    steady_expected, failing_expected, new_expected = calibrated.expected(
+        z, [PREDICTED_FT] * 3, k, np.zeros(3), chance, ["steady", "failing", "new"])
+    assert failing_expected < new_expected < steady_expected
+    assert steady_expected == pytest.approx(float(from_z(0.0, 0.1)), abs=0.01)
 
 
 def test_an_uncertain_option_needs_a_real_lead_over_a_well_measured_one():
