@@ -219,22 +219,23 @@ class _Conformal:
                             for kind, errors in by_kind.items()}
         self.band_half_width_ = {(kind, band): _quantile(errors, self.half_width_[kind])
                                  for (kind, band), errors in by_band.items()}
-        self.errors_ = {kind: errors for kind, errors in by_kind.items() if len(errors) >= MIN_RESIDUALS}
-        self.band_errors_ = {key: errors for key, errors in by_band.items() if len(errors) >= MIN_RESIDUALS}
-        by_option = bands.groupby(["kind", "band", "option"])["residual"] if "option" in bands else []
-        self.option_errors_ = {key: group.to_numpy(float) for key, group in by_option
-                               if len(group) >= MIN_RESIDUALS}
+        by_option = {key: group["residual"].to_numpy(float)
+                     for key, group in bands.groupby(["kind", "band", "option"])}
+        # Signed errors keyed by kind, (kind, band) and (kind, band, option): wherever there are enough of them.
+        self.signed_errors_ = {key: errors for groups in (by_kind, by_band, by_option)
+                               for key, errors in groups.items() if len(errors) >= MIN_RESIDUALS}
         return self
 
-    def errors(self, kind: str, k: float, option=None) -> np.ndarray:
+    def errors(self, kind: str, k: float, option) -> np.ndarray:
         """The signed calibration errors behind a prediction's expected accuracy: those of its option and kind in
         its band of k (a robust fit centres an option whose failures are rare but large, as partial fine-tuning's
         with 5 images a class, above its mean; its own errors put them back), else of its kind in its band, else
         of its kind; none (just the median) if there are too few."""
         band = int(k_band([k])[0]) if self.by_k_band else 0
-        found = self.option_errors_.get((kind, band, option),
-                                        self.band_errors_.get((kind, band), self.errors_.get(kind)))
-        return np.zeros(1) if found is None else found
+        for key in ((kind, band, option), (kind, band), kind):
+            if key in self.signed_errors_:
+                return self.signed_errors_[key]
+        return np.zeros(1)
 
     def half_width(self, kinds, k) -> np.ndarray:
         """The calibrated half-width (accuracy for kinds in ``in_accuracy``, else z) for each prediction's kind at

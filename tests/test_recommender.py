@@ -107,8 +107,8 @@ def test_probe_intervals_are_calibrated_per_band_of_k():
     residuals falls back to the kind's quantile; without banding every k gets the same."""
     from recommender.accuracy import PREDICTED_FT, _Conformal
     residuals = pd.DataFrame({"residual": np.r_[np.full(20, 0.2), np.full(20, 1.0), [5.0] * 3],
-                              "kind": PREDICTED_FT, "dataset": "d", "k": np.r_[np.full(20, 5), np.full(20, 100),
-                                                                               [20] * 3], "z": 0.0, "chance": 0.1})
+                              "kind": PREDICTED_FT, "dataset": "d", "option": "ft",
+                              "k": np.r_[np.full(20, 5), np.full(20, 100), [20] * 3], "z": 0.0, "chance": 0.1})
     banded = _Conformal(by_k_band=True).calibrate(residuals)
     small, middle, large = banded.half_width([PREDICTED_FT] * 3, np.array([5, 20, 100]))
     assert small == pytest.approx(0.2) and large == pytest.approx(1.0)
@@ -143,8 +143,8 @@ def test_probe_intervals_keep_a_few_points_of_error_next_to_100_percent():
     chance = np.full(40, 0.1)
     z = to_z(np.full(40, 0.6), chance)
     realised = to_z(np.r_[np.full(20, 0.57), np.full(20, 0.63)], chance)
-    residuals = pd.DataFrame({"residual": realised - z, "kind": PREDICTED_FE, "dataset": "d", "k": 10, "z": z,
-                              "chance": chance})
+    residuals = pd.DataFrame({"residual": realised - z, "kind": PREDICTED_FE, "dataset": "d", "option": "fe",
+                              "k": 10, "z": z, "chance": chance})
     conformal = _Conformal(in_accuracy=(PREDICTED_FE,)).calibrate(residuals)
     low, median, high = conformal.interval(to_z([0.99, 0.5], [0.1, 0.1]), [PREDICTED_FE] * 2, np.array([10, 10]),
                                            np.zeros(2), np.array([0.1, 0.1]))

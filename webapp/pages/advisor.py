@@ -36,6 +36,7 @@ from webapp import charts, fixes, report  # noqa: E402
 from recommender.advise import BUDGET_COLUMNS  # noqa: E402
 
 advisor = ui.advisor(evidence)
+_, evaluation = ui.decision_quality()  # the stored evaluation, for what a fine-tuning pilot did to decisions
 try:
     advice = advisor.advise(answers, assumptions)
 except ValueError as error:
@@ -79,7 +80,7 @@ with st.container(border=True):
                                                                 f"{check.component}"))
     if advice.probe_would_narrow:
         st.info(probe_would_narrow_sentence(advice.probe_would_narrow, "**Measure your own images** above",
-                                            "tick **Also fine-tune once** there", ui.decision_quality()[1]))
+                                            "tick **Also fine-tune once** there", evaluation))
 
 failures = budget_failures(advice)
 if not failures.empty:
@@ -149,7 +150,7 @@ pdf_column, csv_column = st.columns(2)
 pdf_column.download_button(
     "Download your report (PDF)", on_click="ignore", file_name="extract-or-tune-report.pdf", mime="application/pdf",
     data=lambda: report.personal_report(advice, report.chart_pngs(advice, cost_column), summary, Assumptions(),
-                                        ASSUMPTION_SOURCES, link, provenance, ui.decision_quality()[1]))
+                                        ASSUMPTION_SOURCES, link, provenance, evaluation))
 csv_column.download_button("Download every option (CSV)", on_click="ignore", file_name="extract-or-tune-options.csv",
                            mime="text/csv", data=options_csv(advice.options).to_csv(index=False))
 st.markdown("**Link to these answers** (copy it to share the advice)")
