@@ -559,6 +559,15 @@ def test_one_odd_dataset_does_not_drag_a_fitted_offset():
     assert np.allclose(line, [1, 0.5])  # clean data: the least-squares fit itself
 
 
+def test_fine_tuning_gains_more_over_the_linear_probe_where_the_full_network_embedding_beats_it(advisor):
+    """On the shipped evidence, from each linear-probe anchor, the fitted fine-tuning offset rises with the probe's
+    FNE gain: where all layers' features beat the last layer's, the top layers suit the task poorly, and fine-tuning
+    repairs that."""
+    linear_anchored = [coef[-1] for (option, anchor, _), coef in advisor.probe_model_.offsets_.items()
+                       if is_finetuning(option[0]) and anchor[0] == "fe_linear"]
+    assert len(linear_anchored) >= 8 and np.mean(linear_anchored) > 0.1, linear_anchored
+
+
 def test_fine_tuning_below_its_smallest_measured_k_follows_the_shared_curve_down(advisor):
     """Fine-tuning was measured from k = 5 up: without a probe, its prediction at k = 1 must fall as the other
     options' do, not sit at an unconstrained value that the monotone envelope then carries up to k = 50."""
