@@ -14,6 +14,7 @@ import pandas as pd
 from recommender.accuracy import evidence_rows
 from recommender.costs import tuning_curve
 from recommender.evidence import DEFAULT_DB, evidence_only, load_tables
+from study.convergence import budget_gained_sentence, budget_gains, budget_pairs
 from study.evidence import crossovers, matched_cost_ratios, pilot_table
 
 OUTPUT = Path(__file__).resolve().parent.parent / "data" / "GUIDELINES.md"
@@ -26,9 +27,12 @@ class Guideline:
     numbers: dict = field(default_factory=dict)
 
 
-def crossover(runs: pd.DataFrame, rows: pd.DataFrame) -> Guideline:
-    """Per dataset and per domain: the k from which fine-tuning wins, the points it gains, what it costs."""
+def crossover(runs: pd.DataFrame, rows: pd.DataFrame, gains: pd.DataFrame | None = None) -> Guideline:
+    """Per dataset and per domain: the k from which fine-tuning wins, the points it gains, what it costs; and
+    (``gains``, from ``study.convergence.budget_gains``) where twice the fine-tuning budget gained a point or more."""
     per_dataset = crossovers(runs)
+    gains = gains if gains is not None and len(gains) else pd.DataFrame(columns=["dataset", "mean_change"])
+    budget_change = gains.set_index("dataset")["mean_change"]
     if per_dataset.empty:
         return Guideline("When fine-tuning overtakes extraction", "No dataset has both FE and FT runs yet.")
     domains = rows.groupby("dataset")["domain"].first()
@@ -41,7 +45,10 @@ def crossover(runs: pd.DataFrame, rows: pd.DataFrame) -> Guideline:
                                             "largest k": row["largest_k"],
                                             "seed noise there (2 SE, points)": row["seed_noise_at_largest_k"],
                                             "verdict there": row["verdict_at_largest_k"],
-                                            "FT / FE wall time there": row["time_multiple_at_largest_k"]}
+                                            "FT / FE wall time there": row["time_multiple_at_largest_k"],
+                                            **({"budget x2 change in the convergence check (points)":
+                                                float(budget_change[row["dataset"]])}
+                                               if row["dataset"] in budget_change.index else {})}
                            for _, row in group.iterrows()}
         found = group.loc[~never, "crossover_images_per_class"].astype(int)
         gain = group["points_at_largest_k"].mean()
@@ -54,11 +61,13 @@ def crossover(runs: pd.DataFrame, rows: pd.DataFrame) -> Guideline:
                      + (" (within seed noise)" if noisy == len(group) else
                         f" (within seed noise on {noisy} of {len(group)})" if noisy else "")
                      + f" for {multiple:.0f}x the wall time")
+    gained = budget_gained_sentence(gains)
     return Guideline("When fine-tuning overtakes extraction",
                      "Per domain, the smallest measured k from which the best fine-tuning beats the best feature "
                      "extraction at every larger measured k (per dataset in the numbers), the points it gains at the "
                      "largest measured k, whether that lead exceeds two standard errors of seed noise, and its "
-                     "wall-time multiple there — " + "; ".join(parts) + ".", numbers)
+                     "wall-time multiple there — " + "; ".join(parts) + "." + (f" {gained}" if gained else ""),
+                     numbers)
 
 
 def cost_ratios(runs: pd.DataFrame) -> Guideline:
@@ -182,9 +191,11 @@ def pilot_gain(runs: pd.DataFrame, probes: pd.DataFrame) -> Guideline | None:
 
 
 def derive(tables: dict) -> list[Guideline]:
+    pairs = budget_pairs(tables["runs"])  # the convergence check's runs are not evidence: read them first
+    gains = budget_gains(pairs) if len(pairs) else None
     tables = evidence_only(tables)
     rows = evidence_rows(tables)
-    found = [crossover(tables["runs"], rows), cost_ratios(tables["runs"]), fne_vs_linear(rows), partial_vs_full(rows),
+    found = [crossover(tables["runs"], rows, gains), cost_ratios(tables["runs"]), fne_vs_linear(rows), partial_vs_full(rows),
              tuning_cost(tables["trials"]), transfer_gain(tables["runs"]),
              pilot_gain(tables["runs"], tables.get("probe_curves"))]
     return [g for g in found if g is not None]

@@ -61,6 +61,13 @@ def budget_table(pairs: pd.DataFrame) -> pd.DataFrame:
     return table.round(2).reset_index()
 
 
+def budget_gains(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: matched runs and the mean change (points) from doubling the budget, and whether it reaches
+    ``TOLERANCE_POINTS``: there the recipe may be budget-bound, and its fine-tuning figures that much low."""
+    gains = pairs.groupby("dataset", sort=True).agg(runs=("change", "size"), mean_change=("change", "mean"))
+    return gains.assign(gained=gains["mean_change"] >= TOLERANCE_POINTS).round(2).reset_index()
+
+
 def learning_rate_table(runs: pd.DataFrame, trials: pd.DataFrame, recipe_rates: tuple[float, ...]) -> pd.DataFrame:
     """Per run with more learning rates than the recipe's (all of the recipe's among them): the test accuracy (%)
     of the validation-chosen trial among the recipe's rates, each three including them, and all of them."""
@@ -120,7 +127,8 @@ def report(tables: dict[str, pd.DataFrame], grid: str = "cpu") -> dict:
                    "mean_change_points": mean_change,
                    "mean_abs_change_points": float(pairs["change"].abs().mean()) if len(pairs) else None,
                    "not_budget_bound": None if mean_change is None else abs(mean_change) < TOLERANCE_POINTS,
-                   "table": budget_table(pairs) if len(pairs) else pd.DataFrame()},
+                   "table": budget_table(pairs) if len(pairs) else pd.DataFrame(),
+                   "by_dataset": budget_gains(pairs) if len(pairs) else pd.DataFrame()},
         "learning_rates_check": {"runs": len(rates), "mean_loss_vs_3_points": rate_loss,
                                  "enough": None if rate_loss is None else rate_loss < TOLERANCE_POINTS,
                                  "table": rates},
@@ -129,6 +137,18 @@ def report(tables: dict[str, pd.DataFrame], grid: str = "cpu") -> dict:
                             (checkpoints["final_weights"] - checkpoints["best_validation_check"]).mean())
                         if len(checkpoints) else None},
     }
+
+
+def budget_gained_sentence(by_dataset: pd.DataFrame) -> str:
+    """The datasets where doubling the budget gained a point or more on average, and what that means ('' if none)."""
+    gained = by_dataset[by_dataset["gained"]] if len(by_dataset) else by_dataset
+    if gained.empty:
+        return ""
+    return ("Twice the fine-tuning budget gained a point or more on average on "
+            + ", ".join(f"{row.dataset} ({row.mean_change:+.1f} points over {row.runs} runs)"
+                        for row in gained.itertuples())
+            + ": there the recipe may be budget-bound, and fine-tuning's figures (and its gap to extraction) that "
+              "much low.")
 
 
 def _verdict(value, good: str, bad: str) -> str:
@@ -145,6 +165,10 @@ def render_markdown(result: dict) -> str:
              + f" -> {_verdict(budget['not_budget_bound'], 'not budget-bound (< 1 point)', 'BUDGET-BOUND')}.", ""]
     if len(budget["table"]):
         lines += [markdown_table(budget["table"]), ""]
+        gained = budget_gained_sentence(budget["by_dataset"])
+        lines += ["Per dataset, mean change over its matched runs: " + ", ".join(
+            f"{row.dataset} {row.mean_change:+.2f} ({row.runs} runs)" for row in budget["by_dataset"].itertuples())
+            + "." + (f" {gained}" if gained else ""), ""]
     lines += [f"**Learning rates** ({rates['runs']} runs with more rates than the recipe's): the recipe's "
               f"{len(result['learning_rates'])} lose "
               + ("n/a" if rates["mean_loss_vs_3_points"] is None else f"{rates['mean_loss_vs_3_points']:+.2f} points")
@@ -177,8 +201,10 @@ def main(argv=None) -> int:
                           ("Checkpoints", "checkpoints")):
             section = result[key]
             print(f"== {name}: " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
-                                              for k, v in section.items() if k != "table"))
+                                              for k, v in section.items() if not isinstance(v, pd.DataFrame)))
             print(section["table"].to_string(index=False) if len(section["table"]) else "(no runs yet)")
+            if len(section.get("by_dataset", ())):
+                print(section["by_dataset"].to_string(index=False))
             print()
     return 0
 

@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from study.convergence import render_markdown, report
+from study.convergence import budget_gained_sentence, render_markdown, report
 from study.grid_file import evidence_grids
 from study.markdown import markdown_table
 from study.store import DEFAULT_DB
@@ -232,7 +232,7 @@ def render(db: Path) -> str:
               "`_random_init` backbones are the no-transfer baseline.", ""]
     for dataset in sorted(evidence["dataset"].unique()):
         lines += [f"### {dataset}", "", markdown_table(accuracy_table(evidence, dataset)), ""]
-    gaps = crossovers(evidence)
+    gaps, convergence = crossovers(evidence), report(tables)
     if not gaps.empty:
         lines += ["## When fine-tuning overtakes extraction", "",
                   "Best fine-tuning option minus best feature-extraction option (points, means over seeds) at each "
@@ -240,6 +240,8 @@ def render(db: Path) -> str:
                   "k; the seed noise is two standard errors of the gap at the largest k, from the seed-to-seed "
                   "spread measured per family and k (at the nearest smaller k where a k has no repeated seeds); "
                   "the time multiple is FT / FE wall time at the largest k.", "", markdown_table(gaps), ""]
+        gained = budget_gained_sentence(convergence["budget"]["by_dataset"])
+        lines += [gained, ""] if gained else []
     pilots = pilot_table(tables["probe_curves"])
     if not pilots.empty:
         lines += ["## The probe's fine-tuning pilot on the study datasets", "",
@@ -248,7 +250,7 @@ def render(db: Path) -> str:
                   "the best extraction option the probe measured at the same k (mean of 5 draws). The recommender "
                   "learns from these what a user's pilot means. Seconds: the whole probe, pilot included, on the "
                   "2-core CPU.", "", markdown_table(pilots), ""]
-    lines += ["## Convergence of the fine-tuning recipe", "", render_markdown(report(tables)), ""]
+    lines += ["## Convergence of the fine-tuning recipe", "", render_markdown(convergence), ""]
     utilisation = runs[runs["device_type"] == "cpu"].groupby(["grid", "method"])["cpu_utilisation"].describe(
         percentiles=[0.1, 0.5])[["count", "min", "10%", "50%"]].round(2).astype({"count": int}).reset_index()
     lines += ["## Measurement conditions", "",

@@ -4,9 +4,12 @@ import math
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from study.convergence import (TOLERANCE_POINTS, budget_gained_sentence, budget_gains, budget_pairs, load,
+                               report)
 from study.evidence import crossovers, matched_cost_ratios, pilot_table, render, seed_spread, verdict
 from study.grid_file import evidence_grids
 from study.spec import FinetuneConfig
@@ -159,3 +162,22 @@ def test_a_lead_within_two_standard_errors_is_called_noise():
     assert verdict(2.0, noise=3.0) == "within seed noise" and verdict(-2.9, noise=3.0) == "within seed noise"
     assert verdict(3.5, noise=3.0) == "fine-tuning ahead" and verdict(-3.5, noise=3.0) == "extraction ahead"
     assert verdict(0.5, noise=None) == "fine-tuning ahead"  # without repeated seeds, the sign is all there is
+
+
+def test_the_convergence_check_pairs_each_doubled_run_with_its_grid_twin(runs):
+    """On the shipped DB: twice-the-budget runs on at least 3 datasets at k = 20 and 100, each paired with the grid
+    run of the same dataset, k and seed; the verdict is the mean change against the 1-point tolerance, and the
+    per-dataset means cover every pair."""
+    pairs = budget_pairs(runs)
+    assert pairs["dataset"].nunique() >= 3 and {"20", "100"} <= set(pairs["k_label"])
+    assert pairs["seed"].nunique() >= 2 and not pairs.duplicated(["dataset", "k_label", "seed"]).any()
+    budget = report(load(DEFAULT_DB))["budget"]
+    assert budget["not_budget_bound"] == (abs(pairs["change"].mean()) < TOLERANCE_POINTS)
+    assert budget["by_dataset"]["runs"].sum() == len(pairs)
+
+
+def test_a_dataset_where_doubling_the_budget_gained_a_point_is_named():
+    gains = budget_gains(pd.DataFrame({"dataset": ["a", "a", "b", "b"], "change": [1.5, 2.0, 0.5, -0.5]}))
+    sentence = budget_gained_sentence(gains)
+    assert "a (+1.8 points over 2 runs)" in sentence and "b (" not in sentence
+    assert budget_gained_sentence(gains[gains["dataset"] == "b"]) == ""

@@ -14,8 +14,9 @@ from recommender.costs import DATA_CENTRE_PUE, Assumptions, ft_recipe, tuning_cu
 from recommender.curves import fit_curve, power_law
 from recommender.evaluate import _without, realised_regret
 from recommender.evidence import EvidenceError, evidence_only, load_tables
-from recommender.guidelines import derive, pilot_gain
+from recommender.guidelines import crossover, derive, pilot_gain
 from recommender.questionnaire import Questionnaire, QuestionnaireError, encode_probe
+from study.convergence import budget_gains
 
 
 @pytest.fixture(scope="module")
@@ -469,6 +470,18 @@ def test_guidelines_carry_their_numbers(tables):
     assert "When fine-tuning overtakes extraction" in titles and "What fine-tuning costs" in titles
     cost = next(g for g in guidelines if g.title == "What fine-tuning costs")
     assert cost.numbers["time ratio median"] > 1 and cost.numbers["energy ratio median"] > 1
+
+
+def test_the_crossover_guideline_names_where_twice_the_budget_gained_a_point(tables):
+    evidence = evidence_only(tables)
+    rows = evidence_rows(evidence)
+    dataset = sorted(rows["dataset"].unique())[0]
+    gains = budget_gains(pd.DataFrame({"dataset": [dataset] * 2, "change": [1.2, 1.6]}))
+    named = crossover(evidence["runs"], rows, gains)
+    assert f"{dataset} (+1.4 points over 2 runs)" in named.statement and "budget-bound" in named.statement
+    domain = rows.loc[rows["dataset"] == dataset, "domain"].iloc[0]
+    assert named.numbers[domain][dataset]["budget x2 change in the convergence check (points)"] == 1.4
+    assert "budget-bound" not in crossover(evidence["runs"], rows).statement
 
 
 def test_the_pilot_guideline_compares_each_pilot_with_the_gain_measured_later(tables):
