@@ -31,7 +31,7 @@ def crossover(runs: pd.DataFrame, rows: pd.DataFrame, gains: pd.DataFrame | None
     """Per dataset and per domain: the k from which fine-tuning wins, the points it gains, what it costs; and
     (``gains``, from ``study.convergence.budget_gains``) where twice the fine-tuning budget gained a point or more."""
     per_dataset = crossovers(runs)
-    gains = gains if gains is not None and len(gains) else pd.DataFrame(columns=["dataset", "mean_change"])
+    gains = budget_gains(pd.DataFrame()) if gains is None else gains
     budget_change = gains.set_index("dataset")["mean_change"]
     if per_dataset.empty:
         return Guideline("When fine-tuning overtakes extraction", "No dataset has both FE and FT runs yet.")
@@ -191,12 +191,11 @@ def pilot_gain(runs: pd.DataFrame, probes: pd.DataFrame) -> Guideline | None:
 
 
 def derive(tables: dict) -> list[Guideline]:
-    pairs = budget_pairs(tables["runs"])  # the convergence check's runs are not evidence: read them first
-    gains = budget_gains(pairs) if len(pairs) else None
+    gains = budget_gains(budget_pairs(tables["runs"]))  # the convergence check's runs are not evidence: read first
     tables = evidence_only(tables)
     rows = evidence_rows(tables)
-    found = [crossover(tables["runs"], rows, gains), cost_ratios(tables["runs"]), fne_vs_linear(rows), partial_vs_full(rows),
-             tuning_cost(tables["trials"]), transfer_gain(tables["runs"]),
+    found = [crossover(tables["runs"], rows, gains), cost_ratios(tables["runs"]), fne_vs_linear(rows),
+             partial_vs_full(rows), tuning_cost(tables["trials"]), transfer_gain(tables["runs"]),
              pilot_gain(tables["runs"], tables.get("probe_curves"))]
     return [g for g in found if g is not None]
 

@@ -64,6 +64,8 @@ def budget_table(pairs: pd.DataFrame) -> pd.DataFrame:
 def budget_gains(pairs: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: matched runs and the mean change (points) from doubling the budget, and whether it reaches
     ``TOLERANCE_POINTS``: there the recipe may be budget-bound, and its fine-tuning figures that much low."""
+    if pairs.empty:
+        return pd.DataFrame(columns=["dataset", "runs", "mean_change", "gained"])
     gains = pairs.groupby("dataset", sort=True).agg(runs=("change", "size"), mean_change=("change", "mean"))
     return gains.assign(gained=gains["mean_change"] >= TOLERANCE_POINTS).round(2).reset_index()
 
@@ -128,7 +130,7 @@ def report(tables: dict[str, pd.DataFrame], grid: str = "cpu") -> dict:
                    "mean_abs_change_points": float(pairs["change"].abs().mean()) if len(pairs) else None,
                    "not_budget_bound": None if mean_change is None else abs(mean_change) < TOLERANCE_POINTS,
                    "table": budget_table(pairs) if len(pairs) else pd.DataFrame(),
-                   "by_dataset": budget_gains(pairs) if len(pairs) else pd.DataFrame()},
+                   "by_dataset": budget_gains(pairs)},
         "learning_rates_check": {"runs": len(rates), "mean_loss_vs_3_points": rate_loss,
                                  "enough": None if rate_loss is None else rate_loss < TOLERANCE_POINTS,
                                  "table": rates},
@@ -141,7 +143,7 @@ def report(tables: dict[str, pd.DataFrame], grid: str = "cpu") -> dict:
 
 def budget_gained_sentence(by_dataset: pd.DataFrame) -> str:
     """The datasets where doubling the budget gained a point or more on average, and what that means ('' if none)."""
-    gained = by_dataset[by_dataset["gained"]] if len(by_dataset) else by_dataset
+    gained = by_dataset[by_dataset["gained"].astype(bool)]
     if gained.empty:
         return ""
     return ("Twice the fine-tuning budget gained a point or more on average on "
