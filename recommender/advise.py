@@ -16,6 +16,7 @@ from recommender.evidence import evidence_only
 from recommender.hardware import HARDWARE
 from recommender.questionnaire import Questionnaire
 from recommender.tasks import dataset_descriptors, questionnaire_descriptor
+from study.convergence import budget_gains, budget_pairs
 from study.labels import format_duration, option_label
 
 METHOD_ORDER = ("fe_linear", "fe_fne", "ft_full", "ft_partial")
@@ -129,6 +130,9 @@ class Advisor:
     """fit(tables) once, then advise(questionnaire, assumptions) per request (fast, deterministic)."""
 
     def fit(self, tables: dict) -> "Advisor":
+        gains = budget_gains(budget_pairs(tables["runs"]))  # the convergence check's runs are not evidence: first
+        gained = gains[gains["gained"].astype(bool)]
+        self.budget_gained_ = dict(zip(gained["dataset"], gained["mean_change"].astype(float)))
         tables = evidence_only(tables)
         self.rows_ = evidence_rows(tables)
         self.probes_ = probe_curves_by_dataset(tables)
@@ -353,7 +357,10 @@ class Advisor:
         for _, near in self.nearest_datasets(q).iterrows():
             gap = self._measured_gap(near["dataset"], q.images_per_class)
             if gap:
-                lines.append(f"Closest measured task — {near['domain']}, {near['n_classes']} classes: {gap}.")
+                gained = self.budget_gained_.get(near["dataset"])
+                lines.append(f"Closest measured task — {near['domain']}, {near['n_classes']} classes: {gap}."
+                             + (f" Twice the fine-tuning budget gained {gained:+.1f} points on this dataset in the "
+                                "convergence check: its fine-tuning figures may be that much low." if gained else ""))
         lines.append(f"Energy is {best['energy_basis']}; CO₂ includes a PUE of {best['pue']:.2f}.")
         if q.probe_curves:
             lines.append(f"Predictions are anchored on your probe: {best['accuracy_basis']}.")

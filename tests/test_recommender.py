@@ -484,6 +484,20 @@ def test_the_crossover_guideline_names_where_twice_the_budget_gained_a_point(tab
     assert "budget-bound" not in crossover(evidence["runs"], rows).statement
 
 
+def test_the_rationale_says_when_the_closest_datasets_fine_tuning_gained_from_a_longer_budget(advisor):
+    """Where the convergence check found that twice the budget gained a point or more on a dataset, the rationale
+    citing that dataset as the closest measured task says its fine-tuning figures may be that much low."""
+    assert advisor.budget_gained_ and all(change >= 1.0 for change in advisor.budget_gained_.values())
+    gained = sorted(advisor.budget_gained_)[0]
+    near = advisor.descriptors_.set_index("dataset").loc[gained]
+    advice = advisor.advise(Questionnaire(n_classes=int(near["n_classes"]), images_per_class=50,
+                                          domain=near["domain"]))
+    cited = [line for line in advice.rationale if line.startswith("Closest measured task") and gained in line]
+    assert cited and "Twice the fine-tuning budget gained" in cited[0], advice.rationale
+    others = [line for line in advice.rationale if line.startswith("Closest measured task") and gained not in line]
+    assert all("Twice the fine-tuning budget" not in line for line in others)
+
+
 def test_the_pilot_guideline_compares_each_pilot_with_the_gain_measured_later(tables):
     """Its numbers are the pilots' gains over the best probed extraction and the study's best-FT minus best-FE
     gains, recomputed here from the tables; without pilots there is no such guideline."""
