@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from study.grid import recipe_of
+from study.grid_file import recipe_of
 from study.markdown import markdown_table
 from study.selection import select_trial
 from study.store import DEFAULT_DB

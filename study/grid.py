@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import fields
 from pathlib import Path
 
 from study.backbones import get_spec
 from study.datasets import DatasetError, dataset_name, is_path, list_datasets
-from study.grid_file import DEFAULT_GRID_FILE, GridError, load_grids  # noqa: F401  (re-exported)
+from study.grid_file import (DEFAULT_GRID_FILE, GridError, finetune_config, grid_recipe,  # noqa: F401  (re-exported)
+                             load_grids, recipe_of)
 from study.methods import METHODS
-from study.spec import FinetuneConfig, RunSpec
+from study.spec import RunSpec
 
 # Most informative first: a spread of k over every dataset before the in-between k, and seed 0 before more seeds.
 # A grid may give its own order (``k_priority``).
@@ -23,35 +23,6 @@ def _k_value(k) -> int | None:
     if isinstance(k, int) and not isinstance(k, bool) and k >= 1:
         return k
     raise GridError(f"images_per_class must be a positive integer or 'max', got {k!r}")
-
-
-def _finetune_config(overrides: dict) -> FinetuneConfig:
-    known = {f.name for f in fields(FinetuneConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise GridError(f"unknown finetune settings {sorted(unknown)}; known: {sorted(known)}")
-    values = dict(overrides)
-    if "learning_rates" in values:
-        values["learning_rates"] = tuple(float(v) for v in values["learning_rates"])
-        if len(values["learning_rates"]) < 1:
-            raise GridError("learning_rates needs at least one value")
-    return FinetuneConfig(**values)
-
-
-def grid_recipe(grids: dict, name: str, seen: tuple = ()) -> dict:
-    """A grid's fine-tuning settings: those of the grid named by ``finetune_from`` (if any), then its own."""
-    if name not in grids:
-        raise GridError(f"unknown grid {name!r} (finetune_from of {seen[-1]!r})" if seen else f"unknown grid {name!r}")
-    if name in seen:
-        raise GridError(f"finetune_from loops: {' -> '.join((*seen, name))}")
-    grid = grids[name]
-    base = grid_recipe(grids, grid["finetune_from"], (*seen, name)) if "finetune_from" in grid else {}
-    return {**base, **grid.get("finetune", {})}
-
-
-def recipe_of(grid_name: str, path: str | Path = DEFAULT_GRID_FILE) -> FinetuneConfig:
-    """The fine-tuning recipe a named grid runs (before any block's own overrides)."""
-    return _finetune_config(grid_recipe(load_grids(path), grid_name))
 
 
 def validate_names(datasets=(), backbones=(), methods=()) -> None:
@@ -82,7 +53,7 @@ def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, b
     k_priority = [_k_value(k) for k in grid.get("k_priority", [])] or K_PRIORITY
     specs: dict[str, RunSpec] = {}
     for block in grid.get("blocks", []):
-        finetune = _finetune_config({**recipe, **block.get("finetune", {})})
+        finetune = finetune_config({**recipe, **block.get("finetune", {})})
         block_datasets = [d for d in block["datasets"] if datasets is None or dataset_name(d) in datasets]
         block_backbones = [b for b in block["backbones"] if backbones is None or b in backbones]
         block_methods = [m for m in block["methods"] if methods is None or m in methods]
