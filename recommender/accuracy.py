@@ -486,7 +486,7 @@ class ProbeAnchoredModel(QuestionnaireModel):
         self.z_centre_ = float(anchored["z_anchor"].mean()) if len(anchored) else 0.0
         self.z_range_ = (anchored["z_anchor"].min(), anchored["z_anchor"].max()) if len(anchored) else (0.0, 0.0)
         self.slope_range_ = (anchored["slope"].min(), anchored["slope"].max()) if len(anchored) else (0.0, 0.0)
-        fne_gain = anchored["fne_gain"].dropna() if len(anchored) else pd.Series(dtype=float)
+        fne_gain = anchored["fne_gain"].dropna()
         self.fne_gain_range_ = (fne_gain.min(), fne_gain.max()) if len(fne_gain) else (0.0, 0.0)
         self.fne_gain_centre_ = float(fne_gain.mean()) if len(fne_gain) else 0.0
         self.offsets_ = self._fit_offsets(anchored)

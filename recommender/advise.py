@@ -131,7 +131,7 @@ class Advisor:
 
     def fit(self, tables: dict) -> "Advisor":
         gains = budget_gains(budget_pairs(tables["runs"]))  # the convergence check's runs are not evidence: first
-        gained = gains[gains["gained"].astype(bool)]
+        gained = gains[gains["gained"]]
         self.budget_gained_ = dict(zip(gained["dataset"], gained["mean_change"].astype(float)))
         tables = evidence_only(tables)
         self.rows_ = evidence_rows(tables)

@@ -65,7 +65,8 @@ def budget_gains(pairs: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: matched runs and the mean change (points) from doubling the budget, and whether it reaches
     ``TOLERANCE_POINTS``: there the recipe may be budget-bound, and its fine-tuning figures that much low."""
     if pairs.empty:
-        return pd.DataFrame(columns=["dataset", "runs", "mean_change", "gained"])
+        return pd.DataFrame({"dataset": pd.Series(dtype=object), "runs": pd.Series(dtype=int),
+                             "mean_change": pd.Series(dtype=float), "gained": pd.Series(dtype=bool)})
     gains = pairs.groupby("dataset", sort=True).agg(runs=("change", "size"), mean_change=("change", "mean"))
     return gains.assign(gained=gains["mean_change"] >= TOLERANCE_POINTS).round(2).reset_index()
 
@@ -143,7 +144,7 @@ def report(tables: dict[str, pd.DataFrame], grid: str = "cpu") -> dict:
 
 def budget_gained_sentence(by_dataset: pd.DataFrame) -> str:
     """The datasets where doubling the budget gained a point or more on average, and what that means ('' if none)."""
-    gained = by_dataset[by_dataset["gained"].astype(bool)]
+    gained = by_dataset[by_dataset["gained"]]
     if gained.empty:
         return ""
     return ("Twice the fine-tuning budget gained a point or more on average on "
