@@ -271,6 +271,23 @@ class Advisor:
         return (" and ".join(outside) + ": the accuracy is an extrapolation, and its interval is wider."
                 + (" A probe on your images would anchor it on a measurement." if classes_outside else ""))
 
+    def _domain_sentence(self, q: Questionnaire, ft: pd.Series) -> str:
+        """With a probe, how far the task's domain moved fine-tuning's prediction, and on how many datasets that rests
+        ("" where it did not count: no probe, a domain the evidence lacks, or under half a point)."""
+        if not q.probe_curves or self.probe_model_ is None or q.domain not in self.probe_model_.domains_:
+            return ""
+        task = self._tasks(q, [(ft["method"], ft["backbone"])], [q.images_per_class])
+        with_domain, without = (float(self.probe_model_.predict(t, q.probe_curves)["acc_median"].iloc[0])
+                                for t in (task, task.assign(domain=None)))
+        shift = 100 * (with_domain - without)
+        if abs(shift) < 0.5:
+            return ""
+        probed = self.rows_[self.rows_["dataset"].isin(self.probes_)].groupby("dataset")["domain"].first()
+        datasets = int((probed == q.domain).sum())
+        basis = f"only {q.domain} dataset" if datasets == 1 else f"{datasets} {q.domain} datasets"
+        return (f" Your domain moves this prediction by {shift:+.1f} points: on the study's {basis}, fine-tuning "
+                f"gained {'more' if shift > 0 else 'less'} over the probe than on the others.")
+
     @staticmethod
     def _utility(table: pd.DataFrame, accuracy: pd.Series, weight: float) -> pd.Series:
         """``accuracy`` in points minus the points the user would trade per doubling of total cost."""
@@ -340,7 +357,7 @@ class Advisor:
             ratio = ft["total_usd"] / max(fe["total_usd"], 1e-9)
             lines.append(f"Best fine-tuning ({ft['label']}) is predicted {gap:+.1f} points versus the best "
                          f"extraction ({fe['label']}), for {ratio:.1f}× the total cost ({ft['trials']} "
-                         "learning-rate trials, as in the study's recipe).")
+                         "learning-rate trials, as in the study's recipe)." + self._domain_sentence(q, ft))
         thin = table[table["evidence_datasets"] < SUPPORT_DATASETS]
         if len(thin):
             lines.append(f"Not recommended while the study has measured them on fewer than {SUPPORT_DATASETS} "

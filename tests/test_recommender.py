@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recommender.accuracy import (PREDICTED_FT, PREDICTED_FT_PILOT, SUPPORT_DATASETS, ProbeAnchoredModel,
+from recommender.accuracy import (KNOTS_K, PREDICTED_FT, PREDICTED_FT_PILOT, SUPPORT_DATASETS, ProbeAnchoredModel,
                                   QuestionnaireModel, _Conformal, evidence_rows, extraction_only, from_z, has_pilot,
                                   is_finetuning, probe_curves_by_dataset, ridge, to_z)
 from recommender.advise import Advisor, cautious_accuracy, pareto_front
@@ -590,9 +590,29 @@ def test_fine_tuning_gains_more_over_the_linear_probe_where_the_full_network_emb
     """On the shipped evidence, from each linear-probe anchor, the fitted fine-tuning offset rises with the probe's
     FNE gain: where all layers' features beat the last layer's, the top layers suit the task poorly, and fine-tuning
     repairs that."""
-    linear_anchored = [coef[-1] for (option, anchor, _), coef in advisor.probe_model_.offsets_.items()
+    fne_gain_column = len(KNOTS_K) + 2  # after the hat basis, the anchor's level and slope
+    linear_anchored = [coef[fne_gain_column] for (option, anchor, _), coef in advisor.probe_model_.offsets_.items()
                        if is_finetuning(option[0]) and anchor[0] == "fe_linear"]
     assert len(linear_anchored) >= 8 and np.mean(linear_anchored) > 0.1, linear_anchored
+
+
+def test_fine_tuning_from_the_probe_follows_how_much_it_gained_in_the_tasks_domain(advisor, tables):
+    """On the shipped evidence fine-tuning gained more over extraction on the medical datasets than on natural
+    objects: with the same probe, a medical task's fine-tuning is predicted higher and the rationale says why; a
+    domain the evidence lacks counts as not known; extraction predictions do not move."""
+    curves = extraction_only(probe_curves_by_dataset(evidence_only(tables))["flowers5"])
+    tasks = pd.DataFrame({"method": ["ft_full", "fe_fne"], "backbone": ["mobilenetv2_100"] * 2,
+                          "images_per_class": [50, 50], "n_classes": [5, 5]})
+    predicted = {domain: advisor.probe_model_.predict(tasks.assign(domain=domain), curves)["acc_median"].to_numpy()
+                 for domain in ("medical", "natural objects", "other", None)}
+    assert predicted["medical"][0] > predicted["natural objects"][0] + 0.02, predicted
+    assert predicted["other"] == pytest.approx(predicted[None])
+    assert {round(float(p[1]), 9) for p in predicted.values()} == {round(float(predicted[None][1]), 9)}
+    said = {domain: " ".join(advisor.advise(Questionnaire(n_classes=5, images_per_class=50, domain=domain,
+                                                          probe=encode_probe(curves))).rationale)
+            for domain in ("medical", "other")}
+    assert "Your domain moves this prediction by +" in said["medical"] and "medical datasets" in said["medical"]
+    assert "Your domain" not in said["other"]
 
 
 def test_fine_tuning_below_its_smallest_measured_k_follows_the_shared_curve_down(advisor):
