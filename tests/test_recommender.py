@@ -599,14 +599,15 @@ def test_fine_tuning_gains_more_over_the_linear_probe_where_the_full_network_emb
 def test_fine_tuning_from_the_probe_follows_how_much_it_gained_in_the_tasks_domain(advisor, tables):
     """On the shipped evidence fine-tuning gained more over extraction on the medical datasets than on natural
     objects: with the same probe, a medical task's fine-tuning is predicted higher and the rationale says why; a
-    domain the evidence lacks counts as not known; extraction predictions do not move."""
+    domain the evidence lacks, or has one dataset of (textures), counts as not known; extraction does not move."""
     curves = extraction_only(probe_curves_by_dataset(evidence_only(tables))["flowers5"])
     tasks = pd.DataFrame({"method": ["ft_full", "fe_fne"], "backbone": ["mobilenetv2_100"] * 2,
                           "images_per_class": [50, 50], "n_classes": [5, 5]})
     predicted = {domain: advisor.probe_model_.predict(tasks.assign(domain=domain), curves)["acc_median"].to_numpy()
-                 for domain in ("medical", "natural objects", "other", None)}
-    assert predicted["medical"][0] > predicted["natural objects"][0] + 0.02, predicted
+                 for domain in ("medical", "industrial inspection", "textures", "other", None)}
+    assert predicted["medical"][0] > predicted["industrial inspection"][0] + 0.02, predicted
     assert predicted["other"] == pytest.approx(predicted[None])
+    assert predicted["textures"] == pytest.approx(predicted[None])
     assert {round(float(p[1]), 9) for p in predicted.values()} == {round(float(predicted[None][1]), 9)}
     said = {domain: " ".join(advisor.advise(Questionnaire(n_classes=5, images_per_class=50, domain=domain,
                                                           probe=encode_probe(curves))).rationale)
