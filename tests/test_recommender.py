@@ -616,6 +616,23 @@ def test_fine_tuning_from_the_probe_follows_how_much_it_gained_in_the_tasks_doma
     assert "Your domain" not in said["other"]
 
 
+def test_an_option_between_the_k_it_was_measured_at_is_predicted_between_them(tables):
+    """Partial fine-tuning was measured at k = 5, 20 and 100 (and one dataset's 80): at k = 50, predicted from a held-out dataset's
+    probe, it must lie well above its k = 20 prediction (it once stayed at k = 20's accuracy: its offset at the
+    unmeasured knot shrank to none, and only the never-falling envelope held it up)."""
+    evidence = evidence_only(tables)
+    rows, probes = evidence_rows(evidence), probe_curves_by_dataset(evidence)
+    partial = rows[rows["method"] == "ft_partial"]
+    measured_k = set(partial["images_per_class"].round())
+    assert {20, 100} <= measured_k and not measured_k & {30, 40, 50, 60, 70}
+    held = "flowers5"
+    model = ProbeAnchoredModel().fit(rows[rows["dataset"] != held], {d: c for d, c in probes.items() if d != held})
+    tasks = pd.DataFrame({"method": "ft_partial", "backbone": partial["backbone"].iloc[0],
+                          "images_per_class": [20, 50, 100], "n_classes": 5})
+    low, middle, high = model.predict(tasks, extraction_only(probes[held]))["acc_median"]
+    assert middle > low + 0.25 * (high - low), (low, middle, high)
+
+
 def test_fine_tuning_below_its_smallest_measured_k_follows_the_shared_curve_down(advisor):
     """Fine-tuning was measured from k = 5 up: without a probe, its prediction at k = 1 must fall as the other
     options' do, not sit at an unconstrained value that the monotone envelope then carries up to k = 50."""
