@@ -283,10 +283,9 @@ class Advisor:
         if abs(shift) < 0.5:
             return ""
         probed = self.rows_[self.rows_["dataset"].isin(self.probes_)].groupby("dataset")["domain"].first()
-        datasets = int((probed == q.domain).sum())
-        basis = f"only {q.domain} dataset" if datasets == 1 else f"{datasets} {q.domain} datasets"
-        return (f" Your domain moves this prediction by {shift:+.1f} points: on the study's {basis}, fine-tuning "
-                f"gained {'more' if shift > 0 else 'less'} over the probe than on the others.")
+        return (f" Your domain moves this prediction by {shift:+.1f} points: fine-tuning did "
+                f"{'better' if shift > 0 else 'worse'} on the study's {int((probed == q.domain).sum())} {q.domain} "
+                "datasets than the other datasets' evidence predicts.")
 
     @staticmethod
     def _utility(table: pd.DataFrame, accuracy: pd.Series, weight: float) -> pd.Series:
