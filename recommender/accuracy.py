@@ -422,7 +422,8 @@ class ProbeAnchoredModel(QuestionnaireModel):
         span = np.log2(np.clip(k, 1.0, KNOTS_K[-1]) / anchor_k)  # flat beyond the last knot, as the hat basis
         z_anchor, slope = np.clip(z_anchor, *self.z_range_), np.clip(slope, *self.slope_range_)
         fne_gain = np.where(np.isnan(fne_gain), self.fne_gain_centre_, np.clip(fne_gain, *self.fne_gain_range_))
-        domains = (np.asarray(domain, object)[:, None] == np.array(self.domains_, object)[None, :]).astype(float)
+        known = np.array(list(self.domain_datasets_), object)
+        domains = (np.asarray(domain, object)[:, None] == known[None, :]).astype(float)
         return np.column_stack([k_hats(k), span * (z_anchor - self.z_centre_), span * slope,
                                 fne_gain - self.fne_gain_centre_, domains])
 
@@ -443,7 +444,7 @@ class ProbeAnchoredModel(QuestionnaireModel):
         and its modifiers."""
         difference = np.diff(np.eye(len(KNOTS_K)), axis=0)
         penalty = block_diag(CURVE_PENALTY * np.eye(len(KNOTS_K)) + OFFSET_SMOOTH_PENALTY * difference.T @ difference,
-                             MODIFIER_PENALTY * np.eye(3 + len(self.domains_)))
+                             MODIFIER_PENALTY * np.eye(3 + len(self.domain_datasets_)))
         x = self._offset_design(anchored["images_per_class"].to_numpy(float), anchored["anchor_k"].to_numpy(float),
                                 anchored["z_anchor"].to_numpy(float), anchored["slope"].to_numpy(float),
                                 self._finetuning_only(anchored["option"], anchored["fne_gain"].to_numpy(float), np.nan),
@@ -508,8 +509,8 @@ class ProbeAnchoredModel(QuestionnaireModel):
         fne_gain = anchored["fne_gain"].dropna()
         self.fne_gain_range_ = (fne_gain.min(), fne_gain.max()) if len(fne_gain) else (0.0, 0.0)
         self.fne_gain_centre_ = float(fne_gain.mean()) if len(fne_gain) else 0.0
-        datasets = anchored.groupby("domain")["dataset"].nunique()
-        self.domains_ = sorted(datasets.index[datasets >= DOMAIN_DATASETS])
+        datasets = anchored.groupby("domain")["dataset"].nunique()  # sorted by domain: the indicators' order
+        self.domain_datasets_ = {domain: int(n) for domain, n in datasets.items() if n >= DOMAIN_DATASETS}
         self.offsets_ = self._fit_offsets(anchored)
         self.fitted_anchor_ks_ = {}  # (option, probed option) -> the anchor k with fitted offsets
         for option, anchor, anchor_k in self.offsets_:
@@ -539,6 +540,7 @@ class ProbeAnchoredModel(QuestionnaireModel):
         probes had), averaged (OWN_WEIGHT for the preferred anchor). ``anchors``: probed option -> rows of
         (anchor k, z there, slope, FNE gain) as from ``anchor_table``; ``domain``: the task's (None: not known)."""
         said, weights = [], []
+        used_domain = self._finetuning_only([option], np.array([domain], object), None)
         for anchor, points in anchors.items():
             fitted = self.fitted_anchor_ks_.get((option, anchor), set())
             if not fitted:
@@ -548,7 +550,7 @@ class ProbeAnchoredModel(QuestionnaireModel):
             fitted_k = min(fitted, key=lambda known: abs(np.log(anchor_k / known)))
             x = self._offset_design(np.array([k]), np.array([anchor_k], float), np.array([z_anchor]),
                                     np.array([slope]), self._finetuning_only([option], np.array([fne_gain]), np.nan),
-                                    self._finetuning_only([option], np.array([domain], object), None))
+                                    used_domain)
             said.append(z_anchor + float((x @ self.offsets_[(option, anchor, fitted_k)])[0]))
             weights.append(OWN_WEIGHT if anchor == preferred else (1 - OWN_WEIGHT) / max(1, len(anchors) - 1))
         if not said:

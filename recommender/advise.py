@@ -274,7 +274,7 @@ class Advisor:
     def _domain_sentence(self, q: Questionnaire, ft: pd.Series) -> str:
         """With a probe, how far the task's domain moved fine-tuning's prediction, and on how many datasets that rests
         ("" where it did not count: no probe, a domain the evidence lacks, or under half a point)."""
-        if not q.probe_curves or self.probe_model_ is None or q.domain not in self.probe_model_.domains_:
+        if not q.probe_curves or self.probe_model_ is None or q.domain not in self.probe_model_.domain_datasets_:
             return ""
         task = self._tasks(q, [(ft["method"], ft["backbone"])], [q.images_per_class])
         with_domain, without = (float(self.probe_model_.predict(t, q.probe_curves)["acc_median"].iloc[0])
@@ -282,10 +282,9 @@ class Advisor:
         shift = 100 * (with_domain - without)
         if abs(shift) < 0.5:
             return ""
-        probed = self.rows_[self.rows_["dataset"].isin(self.probes_)].groupby("dataset")["domain"].first()
         return (f" Your domain moves this prediction by {shift:+.1f} points: fine-tuning did "
-                f"{'better' if shift > 0 else 'worse'} on the study's {int((probed == q.domain).sum())} {q.domain} "
-                "datasets than the other datasets' evidence predicts.")
+                f"{'better' if shift > 0 else 'worse'} on the study's {self.probe_model_.domain_datasets_[q.domain]} "
+                f"{q.domain} datasets than the other datasets' evidence predicts.")
 
     @staticmethod
     def _utility(table: pd.DataFrame, accuracy: pd.Series, weight: float) -> pd.Series:
