@@ -14,7 +14,8 @@ from recommender.evidence import load_tables
 from recommender.questionnaire import Questionnaire, encode_probe
 from webapp.presentation import (answers_table, budget_checks, budget_failures, format_amount, numbers_table,
                                  options_csv, options_table, probe_would_narrow_sentence, readable)
-from webapp.provenance import evaluation_summary, evaluation_table, evidence_summary, sources_table
+from webapp.provenance import (baseline_share_sentence, evaluation_summary, evaluation_table, evidence_summary,
+                               prediction_quality, regret_by_policy, sources_table)
 from webapp.ui import (PUBLIC_URL_ENV, TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link,
                        share_link)
 
@@ -163,14 +164,40 @@ def test_the_evaluation_reads_with_human_column_names():
 
     table = evaluation_table(pd.DataFrame({"dataset": ["elpv"], "recommender_regret": [0.5], "always_ft_regret": [9.0],
                                            "mae_probe": [3.0], "coverage_questionnaire": [0.8]}))
-    assert list(table.columns) == ["Held-out dataset", "Regret, the recommender (points)",
+    assert list(table.columns) == ["Held-out dataset", "Regret, the recommender with the probe (points)",
                                    "Regret, always fine-tune (points)", "Accuracy error, with the probe (points)",
                                    "80% interval coverage, questionnaire only"]
     summary = evaluation_summary({"held_out_datasets": 8, "mean_regret_points": {"recommender": 0.34},
                                   "probe_informed": {"interval_coverage": 0.831}})
     assert list(summary["Measure"]) == ["Held-out datasets", "Mean regret (accuracy points below the best): the "
-                                        "recommender", "With the probe: 80% interval coverage"]
+                                        "recommender with the probe", "With the probe: 80% interval coverage"]
     assert list(summary["Value"]) == ["8", "0.34", "83%"]
+
+
+def test_the_evaluation_headline_is_two_small_tables_and_a_sentence():
+    """The Method page leads with the stored evaluation's figures a reader compares, not its every key."""
+    from recommender.evaluate import load_summary
+
+    summary = load_summary()
+    regret = regret_by_policy(summary).set_index("Policy")
+    assert list(regret.columns) == ["All decisions", "Compute <= 60 s", "Human <= 4 h", "No budget", "Budgets broken"]
+    assert regret.loc["The recommender with the probe", "All decisions"] == summary["mean_regret_points"]["recommender"]
+    assert regret.loc["Always extract", "No budget"] == summary["mean_regret_by_scenario_points"]["no budget"][
+        "always_fe"]
+    assert regret.loc["Always fine-tune", "Budgets broken"] == summary["budget_violations"]["always_ft"]
+    quality = prediction_quality(summary).set_index("Known")
+    assert list(quality.index) == ["The description only", "With the probe: every option", "With the probe: extraction",
+                                   "With the probe: fine-tuning",
+                                   "With the probe and its fine-tuning pilot: every option",
+                                   "With the probe and its fine-tuning pilot: extraction",
+                                   "With the probe and its fine-tuning pilot: fine-tuning"]
+    assert quality.loc["With the probe: extraction", "Accuracy error (points)"] == summary["probe_informed"][
+        "extraction_options"]["accuracy_mae_points"]
+    assert quality.loc["The description only", "80% interval coverage"] == (
+        f"{summary['questionnaire_only']['interval_coverage']:.0%}")
+    share = round(summary["share_datasets_recommender_at_or_below_every_baseline"] * summary["held_out_datasets"])
+    assert f"on {share} of {summary['held_out_datasets']} with the probe;" in baseline_share_sentence(summary)
+    assert baseline_share_sentence({}) == "" and prediction_quality({}).empty and regret_by_policy({}).empty
 
 
 def test_amounts_are_given_in_one_unit_system_with_times_for_humans():

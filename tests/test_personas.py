@@ -121,4 +121,4 @@ def test_the_other_pages_name_things_for_people_with_a_clean_console(site, link,
     assert not console, console
     assert "{" not in text and "recommender.guidelines" not in text and "GPU-NOTES" not in text
     if link == "Method & provenance":
-        assert "H200 pilot" in text and "Held-out datasets" in text
+        assert "H200 pilot" in text and "The recommender with the probe" in text and "Held-out dataset" in text

@@ -11,7 +11,7 @@ from study.labels import backbone_label
 from webapp.presentation import ENERGY_SOURCES, format_number, method_label, readable
 
 POLICY_NAMES = {
-    "recommender": "the recommender", "recommender_without_probe": "the recommender without a probe",
+    "recommender": "the recommender with the probe", "recommender_without_probe": "the recommender without a probe",
     "recommender_with_pilot": "the recommender with the probe and its fine-tuning pilot",
     "best_fixed": "the best fixed option", "always_fe": "always extract", "always_ft": "always fine-tune",
     "paper_rule": "the paper's k-threshold rule", "rule_of_thumb": "the k-threshold rule of thumb",
@@ -176,6 +176,57 @@ def evaluation_table(table: pd.DataFrame) -> pd.DataFrame:
                 return words.format(SETTING_NAMES.get(column.removeprefix(prefix), _words(column.removeprefix(prefix))))
         return _words(column).capitalize()
     return table.rename(columns={column: name(column) for column in table.columns})
+
+
+def regret_by_policy(summary: dict) -> pd.DataFrame:
+    """The headline decisions: each policy's mean regret over all decisions and per budget scenario, and the
+    budgets its picks broke (one row per policy, the recommender's settings first)."""
+    scenarios = summary.get("mean_regret_by_scenario_points", {})
+    rows = []
+    for policy, regret in summary.get("mean_regret_points", {}).items():
+        row = {"Policy": _words(policy)[:1].upper() + _words(policy)[1:], "All decisions": regret}
+        row.update({f"{scenario[:1].upper()}{scenario[1:]}": by_policy.get(policy)
+                    for scenario, by_policy in scenarios.items()})
+        row["Budgets broken"] = summary.get("budget_violations", {}).get(policy)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def prediction_quality(summary: dict) -> pd.DataFrame:
+    """The headline predictions: accuracy error, 80% interval coverage and median width by what the advisor knew
+    (the description, the probe, the probe and its pilot) and, with a probe, per family of options."""
+    groups = [("The description only", summary.get("questionnaire_only") or {})]
+    for key in ("probe_informed", "pilot_informed"):
+        informed = summary.get(key) or {}
+        known = SETTING_NAMES[key][:1].upper() + SETTING_NAMES[key][1:]
+        groups += [(f"{known}: every option", informed),
+                   (f"{known}: extraction", informed.get("extraction_options") or {}),
+                   (f"{known}: fine-tuning", informed.get("fine_tuning_options") or {})]
+    return pd.DataFrame([{"Known": known, "Accuracy error (points)": scores["accuracy_mae_points"],
+                          "80% interval coverage": f"{scores['interval_coverage']:.0%}",
+                          "Median interval width (points)": scores["median_interval_width_points"],
+                          "Predictions scored": scores["predictions"]}
+                         for known, scores in groups if scores],
+                        columns=["Known", "Accuracy error (points)", "80% interval coverage",
+                                 "Median interval width (points)", "Predictions scored"])
+
+
+def baseline_share_sentence(summary: dict) -> str:
+    """On how many held-out datasets the recommender's mean regret matched or beat every fixed policy's ('' before
+    an evaluation with those shares)."""
+    datasets = summary.get("held_out_datasets")
+    parts = []
+    for key, words in (("share_datasets_recommender_at_or_below_every_baseline", "with the probe"),
+                       ("share_datasets_recommender_at_or_below_every_baseline_within_budget",
+                        "with the probe, within a budget"),
+                       ("share_datasets_recommender_with_pilot_at_or_below_every_baseline",
+                        "with the probe and its pilot")):
+        if datasets and key in summary:
+            parts.append(f"{round(summary[key] * datasets)} of {datasets} {words}")
+    if not parts:
+        return ""
+    return ("The recommender's mean regret matched or beat every fixed policy's (best fixed option, always extract, "
+            "always fine-tune, the paper's rule) on " + "; ".join(parts) + " held-out datasets.")
 
 
 def evaluation_summary(summary: dict) -> pd.DataFrame:

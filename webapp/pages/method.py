@@ -5,8 +5,9 @@ import streamlit as st
 
 from webapp import ui
 from recommender.evidence import REGENERATE_COMMAND
-from webapp.provenance import (commits, energy_sources, evaluation_summary, evaluation_table, evidence_summary,
-                               grid_coverage, hardware_table, software_versions)
+from webapp.provenance import (baseline_share_sentence, commits, energy_sources, evaluation_summary, evaluation_table,
+                               evidence_summary, grid_coverage, hardware_table, prediction_quality, regret_by_policy,
+                               software_versions)
 
 st.title("Method & provenance")
 evidence = ui.evidence()
@@ -57,8 +58,15 @@ quality, headline = ui.decision_quality()
 if quality is None and not headline:
     st.info("Not evaluated yet. Run `python -m recommender.evaluate` to measure it.")
 if headline:
-    st.markdown("**Headline figures**")
-    st.table(evaluation_summary(headline).set_index("Measure"))
+    st.markdown("**Decisions: mean regret per policy** (accuracy points below the best option within budget in "
+                "hindsight; lower is better)")
+    st.table(regret_by_policy(headline).set_index("Policy"))
+    st.markdown(baseline_share_sentence(headline))
+    st.markdown("**Accuracy predictions** (error against the held-out dataset's measurements; an honest 80% interval "
+                "covers about 80% of them)")
+    st.table(prediction_quality(headline).set_index("Known"))
+    with st.expander("Every figure of the evaluation"):
+        st.table(evaluation_summary(headline).set_index("Measure"))
 if quality is not None:
     st.markdown("**Per held-out dataset**")
     st.table(evaluation_table(quality).set_index("Held-out dataset"))
