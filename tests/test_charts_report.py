@@ -12,7 +12,7 @@ from recommender.advise import Advisor
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import load_tables
 from recommender.questionnaire import Questionnaire, encode_probe
-from webapp.presentation import (answers_table, budget_checks, budget_failures, format_amount, numbers_table,
+from webapp.presentation import (answers_table, budget_checks, budget_failures, format_amount, numbers_tables,
                                  options_csv, options_table, probe_would_narrow_sentence, readable)
 from webapp.provenance import (baseline_share_sentence, evaluation_summary, evaluation_table, evidence_summary,
                                prediction_quality, regret_by_policy, sources_table)
@@ -143,9 +143,24 @@ def test_the_guidelines_document_carries_every_guideline_its_numbers_and_the_sou
     for guideline in guidelines:
         assert readable(guideline.title) in text
     assert "H200 pilot" in " ".join(text.split()) and not INTERNAL_ID.search(text)
-    nested = numbers_table({"medical": {"crossover k": None, "gaps": {5: 7.5}}, "runs": 6})
-    assert list(nested["number"]) == ["medical / crossover k", "medical / gaps", "runs"]
-    assert list(nested["value"]) == ["none", "5: 7.5", "6"]
+    lone, = numbers_tables({"medical": {"crossover k": None, "gaps": {5: 7.5}}, "runs": 6})
+    assert list(lone["Number"]) == ["medical / crossover k", "medical / gaps", "runs"]
+    assert list(lone["Value"]) == ["none", "5: 7.5", "6"]
+
+
+def test_a_guidelines_records_read_as_a_table_with_a_column_per_field():
+    """One row per dataset and a column per figure, not six figures squeezed into one cut-off cell; a figure a
+    dataset lacks is blank, and a lone group of numbers stays one row."""
+    lone, records = numbers_tables({
+        "medical": {"brain": {"crossover k": 5, "gain (points)": 14.1},
+                    "pbc": {"crossover k": 5, "gain (points)": 15.2, "budget x2 change (points)": 0.44}},
+        "textures": {"dtd": {"crossover k": None, "gain (points)": -2.3}},
+        "Pearson r": 0.82, "points by trials": {1: -0.4, 2: 0.0}})
+    assert list(lone["Number"]) == ["Pearson r", "points by trials"]
+    assert list(lone["Value"]) == ["0.82", "1: -0.4, 2: 0"]
+    assert list(records.columns) == ["Case", "crossover k", "gain (points)", "budget x2 change (points)"]
+    assert records.values.tolist() == [["medical / brain", "5", "14.1", ""], ["medical / pbc", "5", "15.2", "0.44"],
+                                       ["textures / dtd", "none", "-2.3", ""]]
 
 
 def test_sources_name_the_gpu_pilot_while_the_evidence_has_no_gpu_runs(advisor):

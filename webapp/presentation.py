@@ -391,16 +391,42 @@ def probe_comparison_table(without: pd.DataFrame, with_probe: pd.DataFrame) -> p
                             for o in without["option"]]})
 
 
-def numbers_table(numbers: dict) -> pd.DataFrame:
-    """A guideline's numbers as (number, value) rows; nested groups become 'group / name' rows."""
-    rows = []
-    for key, value in numbers.items():
-        if isinstance(value, dict) and any(isinstance(inner, (dict, list)) for inner in value.values()):
-            rows += [{"number": readable(f"{key} / {name}"), "value": readable(_compact(inner))}
-                     for name, inner in value.items()]
+def numbers_tables(numbers: dict) -> list[pd.DataFrame]:
+    """A guideline's numbers for reading: the lone numbers as (number, value) rows (a nested one named 'group /
+    name'), then the records, groups of plain numbers at the same depth (one per dataset, or per band of k), as a
+    table: a row per record (named by the groups above it) and a column per field, blank where a record lacks it.
+    Squeezed into one cell per record, a dataset's six figures were cut off on the page."""
+    leaves = []  # (path, value, whether a record)
+
+    def walk(path: tuple, value) -> None:
+        if isinstance(value, dict) and value and not any(isinstance(inner, (dict, list, tuple))
+                                                         for inner in value.values()):
+            leaves.append((path, value, True))
+        elif isinstance(value, dict) and any(isinstance(inner, dict) for inner in value.values()):
+            for key, inner in value.items():
+                walk(path + (key,), inner)
         else:
-            rows.append({"number": readable(key), "value": readable(_compact(value))})
-    return pd.DataFrame(rows, columns=["number", "value"])
+            leaves.append((path, value, False))
+
+    for key, value in numbers.items():
+        walk((key,), value)
+    depths = pd.Series([len(path) for path, _, record in leaves if record], dtype=int).value_counts()
+    tabled = {depth for depth, count in depths.items() if count > 1}
+
+    def name(path: tuple) -> str:
+        return readable(" / ".join(map(str, path)))
+
+    lone = pd.DataFrame([{"Number": name(path), "Value": readable(_compact(value))}
+                         for path, value, record in leaves if not (record and len(path) in tabled)],
+                        columns=["Number", "Value"])
+    tables = [lone] if len(lone) else []
+    for depth in sorted(tabled):
+        found = [(path, value) for path, value, record in leaves if record and len(path) == depth]
+        fields = list(dict.fromkeys(field for _, value in found for field in value))
+        tables.append(pd.DataFrame([[name(path), *[readable(_compact(value[field])) if field in value else ""
+                                                  for field in fields]] for path, value in found],
+                                   columns=["Case", *[readable(field) for field in fields]]))
+    return tables
 
 
 def _compact(value) -> str:

@@ -17,7 +17,7 @@ from webapp import charts
 from recommender.advise import BUDGET_COLUMNS
 from recommender.hardware import HARDWARE
 from webapp.presentation import (answers_table, assumptions_table, budget_checks, duration, failures_table,
-                                 format_amount, format_interval, format_money, format_number, numbers_table,
+                                 format_amount, format_interval, format_money, format_number, numbers_tables,
                                  options_table, probe_would_narrow_sentence, pue_reason, readable,
                                  resolution_sentence)
 
@@ -185,8 +185,8 @@ def guidelines_document(guidelines: list, evidence: dict[str, str], provenance: 
     for number, guideline in enumerate(guidelines, start=1):
         doc.heading(f"{number}. {readable(guideline.title)}")
         doc.paragraph(readable(guideline.statement))
-        if guideline.numbers:
-            doc.table(numbers_table(guideline.numbers), col_widths=(70, 110))
+        for table in numbers_tables(guideline.numbers or {}):
+            doc.table(table, col_widths=(70, 110) if list(table.columns) == ["Number", "Value"] else None)
     _evidence(doc, evidence, provenance)
     return doc.bytes()
 

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from webapp import report, ui
-from webapp.presentation import numbers_table, readable
+from webapp.presentation import numbers_tables, readable
 from webapp.provenance import evidence_summary
 
 st.title("Guidelines")
@@ -13,9 +13,8 @@ for number, guideline in enumerate(guidelines, start=1):
     with st.container(border=True):
         st.subheader(f"{number}. {readable(guideline.title)}")
         st.markdown(readable(guideline.statement))
-        if guideline.numbers:
-            st.dataframe(numbers_table(guideline.numbers).rename(columns={"number": "Number", "value": "Value"}),
-                         hide_index=True)
+        for table in numbers_tables(guideline.numbers or {}):
+            st.dataframe(table, hide_index=True)
 summary = evidence_summary(evidence.tables)
 provenance = ui.sources(evidence)
 ui.warm_pdf_renderer()
