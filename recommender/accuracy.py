@@ -19,7 +19,9 @@ ImageNet's (in the study, more for the three medical datasets than for the two i
 out, fine-tuning's error with the probe 5.82 -> 4.73 points (lower on 8 of 10 datasets: on those with a domain
 indicator, and on the rest, whose baseline no longer carries the medical datasets' large gains). Colour and native
 image size, tried as the same kind of modifier, made it worse (5.82 -> 6.36 and 6.17).
-Offsets transfer across datasets far better than absolute accuracies. With the probe's fine-tuning pilot (one
+Offsets transfer across datasets far better than absolute accuracies. Each option's offsets from every probed
+option are averaged, its own probe weighing most; fine-tuning has none of its own, and weighs every extraction
+anchor alike (which backbone extracts best does not say which fine-tunes best). With the probe's fine-tuning pilot (one
 fine-tuning run on the user's images), fine-tuning options are offsets from that measurement instead: how much a
 task gains from fine-tuning is what the extraction probe predicts worst. Every fit is Huber-weighted (``ridge``): with
 ten datasets, one where fine-tuning gains 20 points would otherwise shift every other task's prediction.
