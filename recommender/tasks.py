@@ -1,10 +1,9 @@
 """Task descriptors shared by evidence and questionnaire: what the accuracy model knows about a dataset."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from recommender.questionnaire import DOMAINS, Questionnaire
+from recommender.questionnaire import Questionnaire
 from study.datasets import native_shorter_side
 
 # Keywords in a dataset's recorded domain -> the questionnaire's domain groups.
@@ -41,24 +40,6 @@ def dataset_descriptors(datasets: pd.DataFrame) -> pd.DataFrame:
         "grey": (datasets["channels"] == 1).astype(int),
         "native_px": datasets["native_size"].map(native_px),
     }).reset_index(drop=True)
-
-
-def design_matrix(frame: pd.DataFrame) -> pd.DataFrame:
-    """Model features from rows holding images_per_class, n_classes, grey, native_px, resolution, domain,
-    method and backbone (and optionally probe_accuracy)."""
-    x = pd.DataFrame({
-        "log2_k": np.log2(frame["images_per_class"].astype(float)),
-        "log2_classes": np.log2(frame["n_classes"].astype(float)),
-        "grey": frame["grey"].astype(float),
-        "native_px": frame["native_px"].astype(float),
-        "resolution": frame["resolution"].astype(float),
-        "domain": pd.Categorical(frame["domain"], categories=DOMAINS),
-        "method": pd.Categorical(frame["method"], categories=["fe_linear", "fe_fne", "ft_full", "ft_partial"]),
-        "backbone": pd.Categorical(frame["backbone"]),
-    }, index=frame.index)
-    if "probe_accuracy" in frame:
-        x["probe_accuracy"] = frame["probe_accuracy"].astype(float)
-    return x
 
 
 def questionnaire_descriptor(q: Questionnaire) -> dict:

@@ -11,7 +11,6 @@ from recommender.accuracy import (KNOTS_K, PREDICTED_FT, PREDICTED_FT_PILOT, SUP
 from recommender.advise import Advisor, cautious_accuracy, pareto_front
 from recommender.carbon import REGIONS, co2_kg
 from recommender.costs import DATA_CENTRE_PUE, Assumptions, ft_recipe, tuning_curve
-from recommender.curves import fit_curve, power_law
 from recommender.evaluate import _without, realised_regret
 from recommender.evidence import EvidenceError, evidence_only, load_tables
 from recommender.guidelines import crossover, derive, pilot_gain
@@ -450,12 +449,9 @@ def test_fine_tuning_costs_use_the_evidence_recipe(tables, advisor):
     assert (stored["steps_planned"] == [recipe.planned_steps(n) for n in stored["n_train"]]).all()
 
 
-def test_pareto_front_and_power_law():
+def test_pareto_front():
     front = pareto_front(np.array([0.9, 0.8, 0.7, 0.85]), np.array([10.0, 1.0, 5.0, 20.0]))
     assert front.tolist() == [True, True, False, False]
-    k = np.array([1, 2, 5, 10, 20, 50])
-    ceiling, gap, rate = fit_curve(k, power_law(k, 0.9, 0.5, 0.6), chance=0.1)
-    assert ceiling == pytest.approx(0.9, abs=0.01) and rate == pytest.approx(0.6, abs=0.05)
 
 
 def test_tuning_curve_from_real_trials(tables):
