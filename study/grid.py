@@ -82,10 +82,18 @@ FALLBACK_IMAGES_PER_S = {("cpu", "extract"): 30.0, ("cpu", "train"): 12.0,
 GPU_TRIAL_OVERHEAD_S = 5.0
 
 
+def timing_key(spec: RunSpec, device_type: str) -> tuple:
+    """What makes runs take the same time: the spec but its seed (the fine-tuning recipe included), on one kind of
+    device; ``Store.measured_seconds`` keys the stored runs' times alike."""
+    recipe = spec.finetune.recipe_id() if spec.is_finetune else None
+    return (spec.dataset, spec.backbone, spec.method, spec.k_label, device_type, spec.resolution, recipe)
+
+
 def estimate_seconds(spec: RunSpec, n_classes: int, pool_per_class: int, n_test: int, device_type: str,
                      history: dict | None = None) -> float:
-    """A run's expected wall time: its measured median where history has the same kind of run, else a model."""
-    key = (spec.dataset, spec.backbone, spec.method, spec.k_label, device_type, spec.resolution)
+    """A run's expected wall time: the median of the stored runs of the same kind (``history``, by
+    ``timing_key``), else a model from stated throughputs."""
+    key = timing_key(spec, device_type)
     if history and key in history:
         return history[key]
     k = pool_per_class if spec.images_per_class is None else min(spec.images_per_class, pool_per_class)

@@ -91,25 +91,30 @@ def read_run_ids(path: str | Path) -> set[str]:
 
 
 def _plan(specs, store, device_type: str, exclude: set[str] = frozenset()) -> None:
+    """The runs still to do, each with its expected wall time: the median of the stored runs of the same kind where
+    there are some (a seed more of a measured run), else a model from stated throughputs."""
     from study.datasets import load_images
-    from study.grid import estimate_seconds
+    from study.grid import estimate_seconds, timing_key
 
     stored = store.stored_run_ids() | set(exclude)
     pending = [spec for spec in specs if spec.run_id not in stored]
+    history = store.measured_seconds()
     shapes = {}
-    total = 0.0
+    total, measured = 0.0, 0
     print(f"{'run_id':20} {'dataset':18} {'backbone':28} {'method':10} {'k':>4} {'seed':>4} {'res':>4} {'est_s':>8}")
     for spec in pending:
         if (spec.dataset, spec.resolution) not in shapes:
             data = load_images(spec.dataset, spec.resolution)
             counts = data.train_labels.size // data.info.n_classes
             shapes[(spec.dataset, spec.resolution)] = (data.info.n_classes, counts, len(data.test_labels))
-        seconds = estimate_seconds(spec, *shapes[(spec.dataset, spec.resolution)], device_type)
+        seconds = estimate_seconds(spec, *shapes[(spec.dataset, spec.resolution)], device_type, history)
         total += seconds
+        measured += timing_key(spec, device_type) in history
         print(f"{spec.run_id:20} {spec.dataset[:18]:18} {spec.backbone:28} {spec.method:10} {spec.k_label:>4} "
               f"{spec.seed:>4} {spec.resolution:>4} {seconds:8.1f}")
     print(f"\n{len(pending)} runs to do ({len(specs) - len(pending)} of {len(specs)} already stored); "
-          f"estimated {total / 60:.1f} min on {device_type} (estimate from stated throughputs, not a measurement)")
+          f"estimated {total / 60:.1f} min on {device_type} ({measured} from the median of stored runs of the same "
+          f"kind, {len(pending) - measured} from stated throughputs: an estimate, not a measurement)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -71,6 +72,8 @@ RECORD_TABLES = {"run": "runs", "dataset": "datasets", "backbone": "backbones", 
                  "extraction": "extractions"}
 # Lists of rows a record may carry (a fine-tuning run's trials and their validation curves), stored with the run.
 ROW_LIST_TABLES = {"trials": "trials", "curves": "trial_curves"}
+# The runs' columns that make runs take the same time (``study.grid.timing_key``, in this order).
+TIMING_COLUMNS = ("dataset", "backbone", "method", "k_label", "device_type", "resolution", "recipe")
 COLUMNS = {table: [part.split()[0] for part in columns.split(",")] for table, (columns, _) in SCHEMA.items()}
 
 
@@ -139,6 +142,13 @@ class DuckStore:
     def stored_run_ids(self) -> set[str]:
         with self._connect() as con:
             return {row[0] for row in con.execute("SELECT run_id FROM runs").fetchall()}
+
+    def measured_seconds(self) -> dict[tuple, float]:
+        """The median wall time of the stored runs of each kind (``TIMING_COLUMNS``), to plan the runs to come."""
+        with self._connect() as con:
+            rows = con.execute(f"SELECT {', '.join(TIMING_COLUMNS)}, median(total_s) FROM runs "
+                               "WHERE total_s IS NOT NULL GROUP BY ALL").fetchall()
+        return {tuple(row[:-1]): float(row[-1]) for row in rows}
 
     @staticmethod
     def _insert(con, table: str, row: dict, mode: str) -> None:
@@ -209,6 +219,18 @@ class FileStore:
 
     def stored_run_ids(self) -> set[str]:
         return {p.stem for p in self.folder.glob("*.json")}
+
+    def measured_seconds(self) -> dict[tuple, float]:
+        """As ``DuckStore.measured_seconds``, from the result files (an unreadable one is skipped: ingest names it)."""
+        times: dict[tuple, list] = {}
+        for path in self.folder.glob("*.json"):
+            try:
+                run = json.loads(path.read_text())["run"]
+                seconds = float(run["total_s"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            times.setdefault(tuple(run.get(column) for column in TIMING_COLUMNS), []).append(seconds)
+        return {key: statistics.median(seconds) for key, seconds in times.items()}
 
     def _write_json(self, name: str, payload: dict) -> None:
         partial = self.folder / f".{name}.partial"

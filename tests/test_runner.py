@@ -117,7 +117,18 @@ def test_plan_lists_only_runs_not_yet_stored(tmp_path, grid_file, capsys):
                  "--no-progress", "--log-file", str(tmp_path / "log")]) == 0
     capsys.readouterr()
     assert main(["--grid", "tiny", "--grid-file", str(grid_file), "--db", str(db), "--plan"]) == 0
-    assert f"{TINY_RUNS - 3} runs to do (3 of {TINY_RUNS} already stored)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{TINY_RUNS - 3} runs to do (3 of {TINY_RUNS} already stored)" in out
+    # The two more seeds of each stored run are planned at its measured time, the rest from throughputs.
+    assert f"(6 from the median of stored runs of the same kind, {TINY_RUNS - 3 - 6} from stated throughputs" in out
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = dict(con.execute("SELECT dataset || method || k_label, total_s FROM runs").fetchall())
+    planned = {(dataset + method + k, seed): float(seconds) for _, dataset, _, method, k, seed, _, seconds
+               in (line.split() for line in out.splitlines() if len(line.split()) == 8)
+               if seed in ("1", "2") and dataset + method + k in stored}
+    assert len(planned) == 6
+    for (kind, _), seconds in planned.items():
+        assert seconds == pytest.approx(stored[kind], abs=0.051)
 
 
 def test_result_files_ingest_idempotently_and_malformed_files_are_rejected_by_name(tmp_path, grid_file):
@@ -135,3 +146,6 @@ def test_result_files_ingest_idempotently_and_malformed_files_are_rejected_by_na
     again = ingest([results], db)
     assert again["ingested"] == 0 and again["already_stored"] == 4
     assert len(DuckStore(db).stored_run_ids()) == 4
+    # Either store plans with the same measured times (the malformed files skipped).
+    measured = FileStore(results).measured_seconds()
+    assert len(measured) == 4 and measured == pytest.approx(DuckStore(db).measured_seconds())
