@@ -12,8 +12,8 @@ from recommender.advise import Advisor
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import load_tables
 from recommender.questionnaire import Questionnaire, encode_probe
-from webapp.presentation import (answers_table, budget_checks, budget_failures, format_amount, numbers_tables,
-                                 options_csv, options_table, probe_would_narrow_sentence, readable)
+from webapp.presentation import (answers_table, budget_checks, budget_failures, format_amount, format_number,
+                                 numbers_tables, options_csv, options_table, probe_would_narrow_sentence, readable)
 from webapp.provenance import (baseline_share_sentence, evaluation_summary, evaluation_table, evidence_summary,
                                prediction_quality, regret_by_policy, sources_table)
 from webapp.ui import (PUBLIC_URL_ENV, TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link,
@@ -196,22 +196,24 @@ def test_the_evaluation_headline_is_two_small_tables_and_a_sentence():
     summary = load_summary()
     regret = regret_by_policy(summary).set_index("Policy")
     assert list(regret.columns) == ["All decisions", "Compute <= 60 s", "Human <= 4 h", "No budget", "Budgets broken"]
-    assert regret.loc["The recommender with the probe", "All decisions"] == summary["mean_regret_points"]["recommender"]
-    assert regret.loc["Always extract", "No budget"] == summary["mean_regret_by_scenario_points"]["no budget"][
-        "always_fe"]
-    assert regret.loc["Always fine-tune", "Budgets broken"] == summary["budget_violations"]["always_ft"]
+    assert regret.loc["The recommender with the probe", "All decisions"] == format_number(
+        summary["mean_regret_points"]["recommender"])
+    assert regret.loc["Always extract", "No budget"] == format_number(
+        summary["mean_regret_by_scenario_points"]["no budget"]["always_fe"])
+    assert regret.loc["Always fine-tune", "Budgets broken"] == format_number(summary["budget_violations"]["always_ft"])
     quality = prediction_quality(summary).set_index("Known")
     assert list(quality.index) == ["The description only", "With the probe: every option", "With the probe: extraction",
                                    "With the probe: fine-tuning",
                                    "With the probe and its fine-tuning pilot: every option",
                                    "With the probe and its fine-tuning pilot: extraction",
                                    "With the probe and its fine-tuning pilot: fine-tuning"]
-    assert quality.loc["With the probe: extraction", "Accuracy error (points)"] == summary["probe_informed"][
-        "extraction_options"]["accuracy_mae_points"]
+    assert quality.loc["With the probe: extraction", "Accuracy error (points)"] == format_number(
+        summary["probe_informed"]["extraction_options"]["accuracy_mae_points"])
     assert quality.loc["The description only", "80% interval coverage"] == (
         f"{summary['questionnaire_only']['interval_coverage']:.0%}")
     share = round(summary["share_datasets_recommender_at_or_below_every_baseline"] * summary["held_out_datasets"])
-    assert f"on {share} of {summary['held_out_datasets']} with the probe;" in baseline_share_sentence(summary)
+    assert f"on {share} of the {summary['held_out_datasets']} held-out datasets with the probe (" in (
+        baseline_share_sentence(summary))
     assert baseline_share_sentence({}) == "" and prediction_quality({}).empty and regret_by_policy({}).empty
 
 

@@ -184,10 +184,10 @@ def regret_by_policy(summary: dict) -> pd.DataFrame:
     scenarios = summary.get("mean_regret_by_scenario_points", {})
     rows = []
     for policy, regret in summary.get("mean_regret_points", {}).items():
-        row = {"Policy": _words(policy)[:1].upper() + _words(policy)[1:], "All decisions": regret}
-        row.update({f"{scenario[:1].upper()}{scenario[1:]}": by_policy.get(policy)
+        row = {"Policy": _words(policy)[:1].upper() + _words(policy)[1:], "All decisions": format_number(regret)}
+        row.update({f"{scenario[:1].upper()}{scenario[1:]}": format_number(by_policy.get(policy))
                     for scenario, by_policy in scenarios.items()})
-        row["Budgets broken"] = summary.get("budget_violations", {}).get(policy)
+        row["Budgets broken"] = format_number(summary.get("budget_violations", {}).get(policy))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -202,10 +202,10 @@ def prediction_quality(summary: dict) -> pd.DataFrame:
         groups += [(f"{known}: every option", informed),
                    (f"{known}: extraction", informed.get("extraction_options") or {}),
                    (f"{known}: fine-tuning", informed.get("fine_tuning_options") or {})]
-    return pd.DataFrame([{"Known": known, "Accuracy error (points)": scores["accuracy_mae_points"],
+    return pd.DataFrame([{"Known": known, "Accuracy error (points)": format_number(scores["accuracy_mae_points"]),
                           "80% interval coverage": f"{scores['interval_coverage']:.0%}",
-                          "Median interval width (points)": scores["median_interval_width_points"],
-                          "Predictions scored": scores["predictions"]}
+                          "Median interval width (points)": format_number(scores["median_interval_width_points"]),
+                          "Predictions scored": format_number(scores["predictions"])}
                          for known, scores in groups if scores],
                         columns=["Known", "Accuracy error (points)", "80% interval coverage",
                                  "Median interval width (points)", "Predictions scored"])
@@ -215,18 +215,16 @@ def baseline_share_sentence(summary: dict) -> str:
     """On how many held-out datasets the recommender's mean regret matched or beat every fixed policy's ('' before
     an evaluation with those shares)."""
     datasets = summary.get("held_out_datasets")
-    parts = []
-    for key, words in (("share_datasets_recommender_at_or_below_every_baseline", "with the probe"),
-                       ("share_datasets_recommender_at_or_below_every_baseline_within_budget",
-                        "with the probe, within a budget"),
-                       ("share_datasets_recommender_with_pilot_at_or_below_every_baseline",
-                        "with the probe and its pilot")):
-        if datasets and key in summary:
-            parts.append(f"{round(summary[key] * datasets)} of {datasets} {words}")
-    if not parts:
+    keys = ("share_datasets_recommender_at_or_below_every_baseline",
+            "share_datasets_recommender_at_or_below_every_baseline_within_budget",
+            "share_datasets_recommender_with_pilot_at_or_below_every_baseline")
+    if not datasets or not all(key in summary for key in keys):
         return ""
+    probe, within_budget, pilot = (round(summary[key] * datasets) for key in keys)
     return ("The recommender's mean regret matched or beat every fixed policy's (best fixed option, always extract, "
-            "always fine-tune, the paper's rule) on " + "; ".join(parts) + " held-out datasets.")
+            f"always fine-tune, the paper's rule) on {probe} of the {datasets} held-out datasets with the probe "
+            f"({within_budget} of {datasets} within a budget), and on {pilot} of {datasets} with the probe and its "
+            "fine-tuning pilot.")
 
 
 def evaluation_summary(summary: dict) -> pd.DataFrame:
