@@ -14,7 +14,7 @@ from recommender.evidence import load_tables
 from recommender.questionnaire import Questionnaire, encode_probe
 from webapp.presentation import (answers_table, budget_checks, budget_failures, format_amount, format_number,
                                  numbers_tables, options_csv, options_table, probe_would_narrow_sentence, readable)
-from webapp.provenance import (baseline_share_sentence, evaluation_summary, evaluation_table, evidence_summary,
+from webapp.provenance import (baseline_share_sentence, evaluation_summary, evaluation_tables, evidence_summary,
                                prediction_quality, regret_by_policy, sources_table)
 from webapp.ui import (PUBLIC_URL_ENV, TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link,
                        share_link)
@@ -177,11 +177,14 @@ def test_sources_name_the_gpu_pilot_while_the_evidence_has_no_gpu_runs(advisor):
 def test_the_evaluation_reads_with_human_column_names():
     import pandas as pd
 
-    table = evaluation_table(pd.DataFrame({"dataset": ["elpv"], "recommender_regret": [0.5], "always_ft_regret": [9.0],
-                                           "mae_probe": [3.0], "coverage_questionnaire": [0.8]}))
-    assert list(table.columns) == ["Held-out dataset", "Regret, the recommender with the probe (points)",
-                                   "Regret, always fine-tune (points)", "Accuracy error, with the probe (points)",
-                                   "80% interval coverage, questionnaire only"]
+    regret, predictions = evaluation_tables(pd.DataFrame({
+        "dataset": ["elpv"], "recommender_regret": [0.5], "always_ft_regret": [9.0], "mae_probe": [3.017],
+        "coverage_probe": [0.851], "width_probe": [7.614], "coverage_questionnaire": [0.8]}))
+    assert regret.values.tolist() == [["elpv", "0.5", "9"]]
+    assert list(regret.columns) == ["Held-out dataset", "The recommender with the probe", "Always fine-tune"]
+    assert list(predictions.columns) == ["Held-out dataset", "With the probe: error", "With the probe: coverage",
+                                         "With the probe: width", "The description only: coverage"]
+    assert predictions.values.tolist() == [["elpv", "3.02", "85%", "7.61", "80%"]]
     summary = evaluation_summary({"held_out_datasets": 8, "mean_regret_points": {"recommender": 0.34},
                                   "probe_informed": {"interval_coverage": 0.831}})
     assert list(summary["Measure"]) == ["Held-out datasets", "Mean regret (accuracy points below the best): the "

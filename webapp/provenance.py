@@ -17,8 +17,8 @@ POLICY_NAMES = {
     "paper_rule": "the paper's k-threshold rule", "rule_of_thumb": "the k-threshold rule of thumb",
     "oracle": "the best option in hindsight",
 }
-SETTING_NAMES = {"probe": "with the probe", "probe_informed": "with the probe", "questionnaire": "questionnaire only",
-                 "questionnaire_only": "questionnaire only", "pilot": "with the probe and its fine-tuning pilot",
+SETTING_NAMES = {"probe": "with the probe", "probe_informed": "with the probe", "questionnaire": "the description only",
+                 "questionnaire_only": "the description only", "pilot": "with the probe and its fine-tuning pilot",
                  "pilot_informed": "with the probe and its fine-tuning pilot"}
 MEASURE_NAMES = {
     "decisions": "Decisions scored",
@@ -52,6 +52,11 @@ MEASURE_NAMES = {
 
 def _words(key: str) -> str:
     return MEASURE_NAMES.get(key, str(key).replace("_", " "))
+
+
+def _capital(text: str) -> str:
+    """The first letter upper case, the rest as it is (names such as MobileNetV2 keep their case)."""
+    return text[:1].upper() + text[1:]
 
 
 def hardware_descriptions(hardware: pd.DataFrame) -> dict[str, str]:
@@ -162,20 +167,21 @@ def energy_sources(runs: pd.DataFrame) -> pd.DataFrame:
                          "Energy": counts["energy_source"].map(lambda s: ENERGY_SOURCES.get(s, s))})
 
 
-def evaluation_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The per-dataset evaluation with human column names: regret per policy, accuracy error, coverage, width."""
-    def name(column: str) -> str:
-        if column == "dataset":
-            return "Held-out dataset"
-        for suffix, words in (("_regret", "Regret, {} (points)"), ("_violates", "Budgets broken, {}")):
-            if column.endswith(suffix):
-                return words.format(POLICY_NAMES.get(column.removesuffix(suffix), _words(column.removesuffix(suffix))))
-        for prefix, words in (("mae_", "Accuracy error, {} (points)"), ("coverage_", "80% interval coverage, {}"),
-                              ("width_", "Interval width, {} (points)")):
-            if column.startswith(prefix):
-                return words.format(SETTING_NAMES.get(column.removeprefix(prefix), _words(column.removeprefix(prefix))))
-        return _words(column).capitalize()
-    return table.rename(columns={column: name(column) for column in table.columns})
+def evaluation_tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-dataset evaluation as two readable tables: each policy's mean regret, and the accuracy predictions'
+    error, 80% coverage and median width per thing known (one table of seventeen columns ran off the page)."""
+    datasets = {"Held-out dataset": table["dataset"]}
+    regret = pd.DataFrame({**datasets, **{
+        _capital(POLICY_NAMES.get(column.removesuffix("_regret"), _words(column.removesuffix("_regret")))):
+            table[column].map(format_number) for column in table.columns if column.endswith("_regret")}})
+    measures = (("mae_", "error", format_number), ("coverage_", "coverage", "{:.0%}".format),
+                ("width_", "width", format_number))
+    settings = list(dict.fromkeys(column.split("_", 1)[1] for column in table.columns
+                                  if column.startswith(tuple(prefix for prefix, _, _ in measures))))
+    predictions = pd.DataFrame({**datasets, **{
+        f"{_capital(SETTING_NAMES.get(setting, _words(setting)))}: {measure}": table[prefix + setting].map(shown)
+        for setting in settings for prefix, measure, shown in measures if prefix + setting in table}})
+    return regret, predictions
 
 
 def regret_by_policy(summary: dict) -> pd.DataFrame:
@@ -184,8 +190,8 @@ def regret_by_policy(summary: dict) -> pd.DataFrame:
     scenarios = summary.get("mean_regret_by_scenario_points", {})
     rows = []
     for policy, regret in summary.get("mean_regret_points", {}).items():
-        row = {"Policy": _words(policy)[:1].upper() + _words(policy)[1:], "All decisions": format_number(regret)}
-        row.update({f"{scenario[:1].upper()}{scenario[1:]}": format_number(by_policy.get(policy))
+        row = {"Policy": _capital(_words(policy)), "All decisions": format_number(regret)}
+        row.update({_capital(scenario): format_number(by_policy.get(policy))
                     for scenario, by_policy in scenarios.items()})
         row["Budgets broken"] = format_number(summary.get("budget_violations", {}).get(policy))
         rows.append(row)
@@ -195,10 +201,10 @@ def regret_by_policy(summary: dict) -> pd.DataFrame:
 def prediction_quality(summary: dict) -> pd.DataFrame:
     """The headline predictions: accuracy error, 80% interval coverage and median width by what the advisor knew
     (the description, the probe, the probe and its pilot) and, with a probe, per family of options."""
-    groups = [("The description only", summary.get("questionnaire_only") or {})]
+    groups = [(_capital(SETTING_NAMES["questionnaire_only"]), summary.get("questionnaire_only") or {})]
     for key in ("probe_informed", "pilot_informed"):
         informed = summary.get(key) or {}
-        known = SETTING_NAMES[key][:1].upper() + SETTING_NAMES[key][1:]
+        known = _capital(SETTING_NAMES[key])
         groups += [(f"{known}: every option", informed),
                    (f"{known}: extraction", informed.get("extraction_options") or {}),
                    (f"{known}: fine-tuning", informed.get("fine_tuning_options") or {})]
