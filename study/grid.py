@@ -10,6 +10,7 @@ from study.grid_file import (DEFAULT_GRID_FILE, GridError, finetune_config, grid
                              load_grids, recipe_of)
 from study.methods import METHODS
 from study.spec import RunSpec
+from study.store import TIMING_COLUMNS
 
 # Most informative first: a spread of k over every dataset before the in-between k, and seed 0 before more seeds.
 # A grid may give its own order (``k_priority``).
@@ -84,9 +85,11 @@ GPU_TRIAL_OVERHEAD_S = 5.0
 
 def timing_key(spec: RunSpec, device_type: str) -> tuple:
     """What makes runs take the same time: the spec but its seed (the fine-tuning recipe included), on one kind of
-    device; ``Store.measured_seconds`` keys the stored runs' times alike."""
-    recipe = spec.finetune.recipe_id() if spec.is_finetune else None
-    return (spec.dataset, spec.backbone, spec.method, spec.k_label, device_type, spec.resolution, recipe)
+    device; the values of ``TIMING_COLUMNS``, by which ``Store.measured_seconds`` keys the stored runs' times."""
+    kind = {"dataset": spec.dataset, "backbone": spec.backbone, "method": spec.method, "k_label": spec.k_label,
+            "device_type": device_type, "resolution": spec.resolution,
+            "recipe": spec.finetune.recipe_id() if spec.is_finetune else None}
+    return tuple(kind[column] for column in TIMING_COLUMNS)
 
 
 def estimate_seconds(spec: RunSpec, n_classes: int, pool_per_class: int, n_test: int, device_type: str,

@@ -72,7 +72,7 @@ RECORD_TABLES = {"run": "runs", "dataset": "datasets", "backbone": "backbones", 
                  "extraction": "extractions"}
 # Lists of rows a record may carry (a fine-tuning run's trials and their validation curves), stored with the run.
 ROW_LIST_TABLES = {"trials": "trials", "curves": "trial_curves"}
-# The runs' columns that make runs take the same time (``study.grid.timing_key``, in this order).
+# The runs' columns that make runs take the same time: the key of ``measured_seconds`` and ``study.grid.timing_key``.
 TIMING_COLUMNS = ("dataset", "backbone", "method", "k_label", "device_type", "resolution", "recipe")
 COLUMNS = {table: [part.split()[0] for part in columns.split(",")] for table, (columns, _) in SCHEMA.items()}
 
