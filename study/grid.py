@@ -88,7 +88,7 @@ def timing_key(spec: RunSpec, device_type: str) -> tuple:
     device; the values of ``TIMING_COLUMNS``, by which ``Store.measured_seconds`` keys the stored runs' times."""
     kind = {"dataset": spec.dataset, "backbone": spec.backbone, "method": spec.method, "k_label": spec.k_label,
             "device_type": device_type, "resolution": spec.resolution,
-            "recipe": spec.finetune.recipe_id() if spec.is_finetune else None}
+            "recipe": spec.finetune.recipe_id if spec.is_finetune else None}
     return tuple(kind[column] for column in TIMING_COLUMNS)
 
 

