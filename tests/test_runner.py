@@ -166,3 +166,15 @@ def test_result_files_ingest_idempotently_and_malformed_files_are_rejected_by_na
     # Either store plans with the same measured times (the malformed files skipped).
     measured = FileStore(results).measured_seconds()
     assert len(measured) == 4 and measured == pytest.approx(DuckStore(db).measured_seconds())
+
+
+@pytest.mark.parametrize("flags, model", [("fpu avx2 avx512f avx512_bf16", "AMD EPYC (AVX512-BF16)"),
+                                          ("fpu sse4_2 avx2", "AMD EPYC (AVX2)"), ("fpu", "AMD EPYC")])
+def test_the_hardware_record_tells_cpus_with_one_model_name_apart(tmp_path, flags, model):
+    """A virtual machine names two CPU generations "AMD EPYC"; their fine-tuning ran 2.5x apart (bf16 inference
+    or not), so the widest vector extension goes into the record, and with it into the hardware id."""
+    from study.measure import _cpu_model
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\n"
+                       f"processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n")
+    assert _cpu_model(str(cpuinfo)) == model
