@@ -1,11 +1,11 @@
 """Cost model: time, energy, CO2, money and human hours of each option on the user's hardware.
 
 Throughputs come from the evidence (pixels per second of the study's own extraction and training code, per
-backbone and device kind) and are translated to other hardware with ``hardware.speed_factor`` and to the user's
-working resolution by pixel count. Fine-tuning is costed with the recipe that produced the evidence (its epoch
-budget, validation checks and learning-rate trials, read from the stored runs: one source of truth). Where the
-evidence has no GPU runs yet, GPU costs start from the pilot figures measured on an H200 (../shared/GPU-NOTES.md)
-and are labelled so.
+backbone and device kind, on the machine of that kind with the most runs) and are translated to other hardware
+with ``hardware.speed_factor`` and to the user's working resolution by pixel count. Fine-tuning is costed with the
+recipe that produced the evidence (its epoch budget, validation checks and learning-rate trials, read from the
+stored runs: one source of truth). Where the evidence has no GPU runs yet, GPU costs start from the pilot figures
+measured on an H200 (../shared/GPU-NOTES.md) and are labelled so.
 """
 from __future__ import annotations
 
@@ -124,7 +124,10 @@ class CostModel:
                                                tables["hardware"])
         self.references_ = {}  # device kind -> rates per backbone, the reference hardware, the basis
         for kind, device in (("cpu", "cpu"), ("gpu", "cuda")):
-            hw_ids = set(hardware.loc[hardware["device_type"] == device, "hardware_id"])
+            # One machine per kind, the one with the most runs: rates pooled over two CPUs (one twice as fast at
+            # fine-tuning) would describe neither.
+            of_kind = runs[runs["hardware_id"].isin(hardware.loc[hardware["device_type"] == device, "hardware_id"])]
+            hw_ids = set(of_kind["hardware_id"].value_counts().index[:1])
             ext = extractions[extractions["hardware_id"].isin(hw_ids)]
             ft = trials.merge(runs[["run_id", "backbone", "resolution", "hardware_id", "n_test"]], on="run_id")
             ft = ft[ft["hardware_id"].isin(hw_ids)]

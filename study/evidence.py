@@ -225,6 +225,11 @@ def render(db: Path) -> str:
     lines += ["### Hardware", "", markdown_table(hw), "",
               "Energy: `nvml` = the GPU's total-energy counter; `estimated` = CPU runs, no energy counter, "
               "10 W per busy thread x threads x wall time (a stated model, not a measurement).", ""]
+    per_machine = runs.merge(hardware[["hardware_id", "cpu_model"]], on="hardware_id", how="left").pivot_table(
+        index="dataset", columns="cpu_model", values="run_id", aggfunc="count", fill_value=0)
+    lines += ["Runs per dataset on each machine (times and estimated energy compare only within one machine; the "
+              "cost model reads the machine with the most runs of its kind):", "",
+              markdown_table(per_machine.reset_index()), ""]
     ds = datasets[["name", "domain", "n_classes", "channels", "n_train_pool", "n_test", "split", "licence"]]
     lines += ["## Datasets", "", markdown_table(ds), ""]
     lines += ["## Accuracy by method x images per class", "",

@@ -10,7 +10,7 @@ from recommender.accuracy import (KNOTS_K, PREDICTED_FT, PREDICTED_FT_PILOT, SUP
                                   is_finetuning, probe_curves_by_dataset, ridge, to_z)
 from recommender.advise import Advisor, cautious_accuracy, pareto_front
 from recommender.carbon import REGIONS, co2_kg
-from recommender.costs import DATA_CENTRE_PUE, Assumptions, ft_recipe, tuning_curve
+from recommender.costs import DATA_CENTRE_PUE, Assumptions, CostModel, ft_recipe, tuning_curve
 from recommender.evaluate import _without, realised_regret
 from recommender.evidence import EvidenceError, evidence_only, load_tables
 from recommender.guidelines import crossover, derive, pilot_gain
@@ -670,3 +670,21 @@ def test_which_backbone_fine_tunes_best_does_not_follow_which_extracts_best(tabl
                         - model.predict(tasks, curves)["acc_median"].to_numpy())
     assert lite0 > 0.01 and mobilenet > 0.01, (lite0, mobilenet)
     assert abs(lite0 - mobilenet) < 0.25 * max(lite0, mobilenet), (lite0, mobilenet)
+
+
+def test_cpu_costs_come_from_one_machine(tables):
+    """Twenty fine-tuning runs repeated on a second, slower CPU (half the speed): the costs still describe the CPU
+    with the most runs, not a blend of the two."""
+    reference = CostModel().fit(tables).references_["cpu"]["rates"]
+    runs = tables["runs"]
+    main_cpu = runs["hardware_id"].value_counts().index[0]
+    repeated = runs[runs["method"].str.startswith("ft_") & (runs["hardware_id"] == main_cpu)].head(20)
+    renamed = {run_id: f"slow-{run_id}" for run_id in repeated["run_id"]}
+    trials = tables["trials"][tables["trials"]["run_id"].isin(renamed)]
+    slow_hardware = tables["hardware"][tables["hardware"]["hardware_id"] == main_cpu].assign(hardware_id="slow")
+    mixed = {**tables,
+             "runs": pd.concat([runs, repeated.assign(run_id=repeated["run_id"].map(renamed), hardware_id="slow")]),
+             "trials": pd.concat([tables["trials"], trials.assign(run_id=trials["run_id"].map(renamed),
+                                                                  fit_s=2 * trials["fit_s"])]),
+             "hardware": pd.concat([tables["hardware"], slow_hardware])}
+    assert CostModel().fit(mixed).references_["cpu"]["rates"] == reference
