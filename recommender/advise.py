@@ -18,6 +18,7 @@ from recommender.questionnaire import Questionnaire
 from recommender.tasks import dataset_descriptors, questionnaire_descriptor
 from study.convergence import budget_gains, budget_pairs
 from study.labels import format_duration, option_label
+from study.spec import finetuning_rows, is_finetuning
 
 METHOD_ORDER = ("fe_linear", "fe_fne", "ft_full", "ft_partial")
 BUDGET_COLUMNS = {"budget_money_usd": "total_usd", "budget_energy_kwh": "energy_kwh_with_pue",
@@ -109,8 +110,8 @@ def budget_verdict(budget: str, limit: float, cost: dict, q: Questionnaire, meth
                else ("answer", "hardware", "cheaper hardware"))
     elif budget == "budget_human_hours":
         component = f"labour: {cost['human_hours']:.1f} h of set-up" + (
-            f" and {cost['trials']} fine-tuning trials" if method.startswith("ft_") else "")
-        fix = ("assumption", "setup_hours_ft" if method.startswith("ft_") else "setup_hours_fe", "the set-up hours")
+            f" and {cost['trials']} fine-tuning trials" if is_finetuning(method) else "")
+        fix = ("assumption", "setup_hours_ft" if is_finetuning(method) else "setup_hours_fe", "the set-up hours")
     elif budget == "budget_wall_time_h":
         component = f"compute time: {format_duration(cost['time_h'])} on {HARDWARE[q.hardware].name}"
         fix = ("answer", "hardware", "faster hardware (or a lower working resolution)")
@@ -304,7 +305,7 @@ class Advisor:
 
     def _measured_gap(self, dataset: str, k: int) -> str | None:
         rows = self.rows_[self.rows_["dataset"] == dataset]
-        fe, ft = rows[rows["method"].str.startswith("fe_")], rows[rows["method"].str.startswith("ft_")]
+        fe, ft = rows[~finetuning_rows(rows["method"])], rows[finetuning_rows(rows["method"])]
         if fe.empty:
             return None
         common = sorted(set(fe["images_per_class"].round()) & set(ft["images_per_class"].round())) or \
@@ -347,8 +348,8 @@ class Advisor:
         if not feasible_exists:
             lines.append("No option fits every budget; this one overshoots them the least. What breaks each budget "
                          "and what would change it is listed below.")
-        fe = table[table["method"].str.startswith("fe_")].sort_values("acc_median").iloc[-1]
-        ft = table[table["method"].str.startswith("ft_")]
+        fe = table[~finetuning_rows(table["method"])].sort_values("acc_median").iloc[-1]
+        ft = table[finetuning_rows(table["method"])]
         if not ft.empty:
             ft = ft.sort_values("acc_median").iloc[-1]
             gap = 100 * (ft["acc_median"] - fe["acc_median"])

@@ -20,7 +20,7 @@ import pandas as pd
 from recommender.carbon import REGIONS
 from recommender.hardware import HARDWARE, profile_for_gpu_name, speed_factor
 from study.selection import select_trial
-from study.spec import FinetuneConfig
+from study.spec import FinetuneConfig, finetuning_rows, is_finetuning
 
 # H200 pilot (GPU-NOTES.md, 2026-11-28): img/s and J/img at 224 px, batch 256, bf16; small runs add ~5 s a trial.
 GPU_PILOT = {"mobilenetv2_100": {"extract_ips": 15925, "train_ips": 5486, "extract_jpi": 0.018, "train_jpi": 0.072},
@@ -35,7 +35,7 @@ DATA_CENTRE_PUE = 1.56  # Uptime Institute Global Data Center Survey 2024 averag
 def ft_recipe(runs: pd.DataFrame, device_type: str | None = None) -> FinetuneConfig:
     """The fine-tuning recipe of the evidence (the most frequent among its fine-tuning runs, on ``device_type``
     if given); the study's default recipe where the evidence has none."""
-    ft = runs[runs["method"].str.startswith("ft_")]
+    ft = runs[finetuning_rows(runs["method"])]
     if device_type is not None:
         ft = ft[ft["device_type"] == device_type]
     if ft.empty:
@@ -123,11 +123,12 @@ class CostModel:
         runs, trials, extractions, hardware = (tables["runs"], tables["trials"], tables["extractions"],
                                                tables["hardware"])
         self.references_ = {}  # device kind -> rates per backbone, the reference hardware, the basis
+        reference_ids = {}  # device kind -> the hardware_id its rates come from
         for kind, device in (("cpu", "cpu"), ("gpu", "cuda")):
             # One machine per kind, the one with the most runs: rates pooled over two CPUs (one twice as fast at
             # fine-tuning) would describe neither.
             of_kind = runs[runs["hardware_id"].isin(hardware.loc[hardware["device_type"] == device, "hardware_id"])]
-            hw_ids = set(of_kind["hardware_id"].value_counts().index[:1])
+            hw_ids = reference_ids[kind] = set(of_kind["hardware_id"].value_counts().index[:1])
             ext = extractions[extractions["hardware_id"].isin(hw_ids)]
             ft = trials.merge(runs[["run_id", "backbone", "resolution", "hardware_id", "n_test"]], on="run_id")
             ft = ft[ft["hardware_id"].isin(hw_ids)]
@@ -159,7 +160,10 @@ class CostModel:
                 "rates": {b: {"extract_pps": r["extract_ips"] * pixels, "extract_jpp": r["extract_jpi"] / pixels,
                               "train_pps": r["train_ips"] * pixels, "train_jpp": r["train_jpi"] / pixels,
                               "warmup_s": 5.0} for b, r in GPU_PILOT.items()}}
-        fe = runs[runs["method"].str.startswith("fe_")]
+        # The linear classifier's fit runs on a CPU whatever extracted the features: timed on the CPU reference.
+        fe = runs[~finetuning_rows(runs["method"])]
+        if reference_ids["cpu"]:
+            fe = fe[fe["hardware_id"].isin(reference_ids["cpu"])]
         self.fit_time_ = {m: _power_fit(g["n_train"].to_numpy(float), g["fit_s"].to_numpy(float))
                           for m, g in fe.groupby("method")}
         self.recipe_ = ft_recipe(runs)
@@ -168,7 +172,7 @@ class CostModel:
     def supports(self, hardware_key: str, method: str, backbone: str) -> bool:
         """Whether measured throughput exists for this method family and backbone on this kind of device."""
         rates = self.references_.get(HARDWARE[hardware_key].kind, {}).get("rates", {}).get(backbone, {})
-        return ("extract_pps" if method.startswith("fe_") else "train_pps") in rates
+        return ("train_pps" if is_finetuning(method) else "extract_pps") in rates
 
     def measured_resolutions(self, hardware_key: str) -> list[int]:
         """Resolutions the costs on this kind of device were measured at."""
@@ -192,7 +196,7 @@ class CostModel:
         speed = speed_factor(target, ref_hw)
         pixels = resolution ** 2
         n_images = n_classes * images_per_class
-        if method.startswith("fe_"):
+        if not is_finetuning(method):
             a, b = self.fit_time_.get(method, (0.1, 1.0))
             ref_seconds = n_images * pixels / rates["extract_pps"]
             ref_energy = n_images * pixels * rates["extract_jpp"]

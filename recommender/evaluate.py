@@ -34,6 +34,7 @@ from recommender.costs import Assumptions
 from recommender.evidence import DEFAULT_DB, evidence_only, load_tables
 from recommender.questionnaire import Questionnaire, encode_probe
 from recommender.tasks import dataset_descriptors
+from study.spec import finetuning_rows, is_finetuning
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 TABLE_PATH = DATA / "recommender_evaluation.csv"
@@ -67,7 +68,7 @@ def realised_outcomes(tables: dict, dataset: str, assumptions: Assumptions) -> p
     outcome = (runs.groupby(["method", "backbone", "k_label"], as_index=False)
                .agg(images_per_class=("images_per_class", "mean"), accuracy=("accuracy", "mean"),
                     time_s=("total_s", "mean"), trials=("n_trials", "max")))
-    fe = outcome["method"].str.startswith("fe_")
+    fe = ~finetuning_rows(outcome["method"])
     outcome["human_hours"] = np.where(fe, assumptions.setup_hours_fe,
                                       assumptions.setup_hours_ft + assumptions.hours_per_trial * outcome["trials"])
     outcome["time_h"] = outcome["time_s"] / 3600
@@ -95,7 +96,7 @@ def fixed_policies(tables: dict) -> dict:
     extraction option, full fine-tuning with the best backbone, and the paper rule's k threshold."""
     rows = evidence_rows(evidence_only(tables))
     mean = rows.groupby(["method", "backbone"])["accuracy"].mean()
-    fe = mean[[m.startswith("fe_") for m, _ in mean.index]]
+    fe = mean[[not is_finetuning(m) for m, _ in mean.index]]
     ft = mean[[m == "ft_full" for m, _ in mean.index]]
     best_fe = fe.idxmax()
     best_ft = ft.idxmax() if len(ft) else best_fe
@@ -153,7 +154,7 @@ def evaluate(tables: dict, assumptions: Assumptions | None = None) -> tuple[pd.D
                             "realised": realised.loc[option["option"], "accuracy"]})
             measured = set(realised.index)
             fixed_picks = {fixed["best_fixed"], fixed["always_fe"], fixed["always_ft"], *fixed["paper_rule"][:2]}
-            if not realised["method"].str.startswith("ft_").any() or not fixed_picks <= measured:
+            if not finetuning_rows(realised["method"]).any() or not fixed_picks <= measured:
                 continue  # no extract-or-tune decision to score here, or a baseline's pick was not measured
             for scenario, budgets in SCENARIOS.items():
                 feasible = realised[[_within(row, budgets) for _, row in realised.iterrows()]]
@@ -216,9 +217,9 @@ def summarise(decisions: pd.DataFrame, predictions: pd.DataFrame) -> dict:
     for knowing, name in ((PROBE, "probe_informed"), (PROBE_AND_PILOT, "pilot_informed")):
         informed = predictions[predictions["known"] == knowing]
         summary[name] = {**_prediction_scores(informed),
-                         "extraction_options": _prediction_scores(informed[informed["method"].str.startswith("fe_")]),
+                         "extraction_options": _prediction_scores(informed[~finetuning_rows(informed["method"])]),
                          "fine_tuning_options": _prediction_scores(
-                             informed[informed["method"].str.startswith("ft_")])} if len(informed) else {}
+                             informed[finetuning_rows(informed["method"])])} if len(informed) else {}
     summary["questionnaire_only"] = _prediction_scores(predictions[predictions["known"] == QUESTIONNAIRE_ONLY])
     summary["coverage_by_basis"] = {basis: _prediction_scores(group)["interval_coverage"]
                                     for basis, group in predictions.groupby("basis")}

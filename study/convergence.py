@@ -25,6 +25,7 @@ import pandas as pd
 from study.grid_file import recipe_of
 from study.markdown import markdown_table
 from study.selection import select_trial
+from study.spec import finetuning_rows
 from study.store import DEFAULT_DB
 
 TOLERANCE_POINTS = 1.0
@@ -40,7 +41,7 @@ def _base_spec(spec_json: str) -> tuple[str, float]:
 
 def budget_pairs(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run with a twin at twice its budget: accuracies (%) at 1x and 2x and their difference."""
-    ft = runs[runs["method"].str.startswith("ft_")].copy()
+    ft = runs[finetuning_rows(runs["method"])].copy()
     if ft.empty:
         return pd.DataFrame()
     ft[["base", "scale"]] = pd.DataFrame(ft["spec"].map(_base_spec).tolist(), index=ft.index)

@@ -13,6 +13,7 @@ import pandas as pd
 from study.convergence import budget_gained_sentence, render_markdown, report
 from study.grid_file import evidence_grids
 from study.markdown import markdown_table
+from study.spec import finetuning_rows
 from study.store import DEFAULT_DB
 
 OUTPUT = DEFAULT_DB.parent / "EVIDENCE.md"
@@ -45,7 +46,7 @@ def matched_cost_ratios(runs: pd.DataFrame) -> pd.DataFrame:
 
 def family_of(methods: pd.Series) -> np.ndarray:
     """'FT' for fine-tuning methods, 'FE' for feature extraction."""
-    return np.where(methods.str.startswith("ft_"), "FT", "FE")
+    return np.where(finetuning_rows(methods), "FT", "FE")
 
 
 def seed_spread(runs: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -150,7 +151,7 @@ def ratio_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _recipes(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (grid, fine-tuning recipe): runs, and the recipe's settings."""
-    ft = runs[runs["method"].str.startswith("ft_")]
+    ft = runs[finetuning_rows(runs["method"])]
     rows = []
     for (grid, recipe), group in ft.groupby(["grid", "recipe"], dropna=False):
         settings = json.loads(group["spec"].iloc[0])["finetune"]
@@ -166,7 +167,7 @@ def pilot_table(probes: pd.DataFrame) -> pd.DataFrame:
     """Per study dataset with a fine-tuning pilot: the pilot's accuracy at its k, the best probed extraction option
     there and the difference (the probe's own measurements, ``python -m study.probe --study-datasets
     --finetune-pilot``), with the probe's time, commit and date."""
-    tuned = probes["method"].str.startswith("ft_")
+    tuned = finetuning_rows(probes["method"])
     pilots = probes[tuned]
     extraction = probes[~tuned].merge(pilots[["dataset", "k"]], on=["dataset", "k"])
     best = extraction.groupby("dataset")["accuracy"].max().rename("best_probed_extraction")
@@ -178,6 +179,13 @@ def pilot_table(probes: pd.DataFrame) -> pd.DataFrame:
         "pilot_gain_points": (100 * (table["accuracy"] - table["best_probed_extraction"])).round(1).to_numpy(),
         "probe_and_pilot_s": table["seconds"].round(0).to_numpy(), "git_commit": table["git_commit"].str[:7].to_numpy(),
         "created_at": table["created_at"].to_numpy()}).sort_values("dataset")
+
+
+def probe_machines(probes: pd.DataFrame, hardware: pd.DataFrame) -> pd.Series:
+    """Per probed dataset, the CPU its probe ran on; "not recorded" for probes stored before probes recorded it."""
+    datasets = sorted(probes["dataset"].unique())
+    ids = probes.groupby("dataset")["hardware_id"].first() if "hardware_id" in probes else pd.Series(index=datasets)
+    return ids.reindex(datasets).map(hardware.set_index("hardware_id")["cpu_model"]).fillna("not recorded")
 
 
 def render(db: Path) -> str:
@@ -249,12 +257,13 @@ def render(db: Path) -> str:
         lines += [gained, ""] if gained else []
     pilots = pilot_table(tables["probe_curves"])
     if not pilots.empty:
+        pilots["machine"] = probe_machines(tables["probe_curves"], hardware).reindex(pilots["dataset"]).to_numpy()
         lines += ["## The probe's fine-tuning pilot on the study datasets", "",
                   "One run of the fine-tuning recipe (`ft_full`, mobilenetv2_100, 128 px) on the probe's first draw "
                   "of each dataset's train split, tested on the probe's test images (at most 50 a class), beside "
                   "the best extraction option the probe measured at the same k (mean of 5 draws). The recommender "
                   "learns from these what a user's pilot means. Seconds: the whole probe, pilot included, on the "
-                  "2-core CPU.", "", markdown_table(pilots), ""]
+                  "2-core CPU named (times compare only within one machine).", "", markdown_table(pilots), ""]
     lines += ["## Convergence of the fine-tuning recipe", "", render_markdown(convergence), ""]
     utilisation = runs[runs["device_type"] == "cpu"].groupby(["grid", "method"])["cpu_utilisation"].describe(
         percentiles=[0.1, 0.5])[["count", "min", "10%", "50%"]].round(2).astype({"count": int}).reset_index()

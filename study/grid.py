@@ -9,7 +9,7 @@ from study.datasets import DatasetError, dataset_name, is_path, list_datasets
 from study.grid_file import (DEFAULT_GRID_FILE, GridError, finetune_config, grid_recipe,  # noqa: F401  (re-exported)
                              load_grids, recipe_of)
 from study.methods import METHODS
-from study.spec import RunSpec
+from study.spec import RunSpec, is_finetuning
 from study.store import TIMING_COLUMNS
 
 # Most informative first: a spread of k over every dataset before the in-between k, and seed 0 before more seeds.
@@ -65,7 +65,7 @@ def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, b
             res = resolution or grid.get("resolution", "native")
             res = get_spec(backbone).native_resolution if res == "native" else int(res)
             spec = RunSpec(dataset, backbone, method, _k_value(k), int(seed), res,
-                           finetune if method.startswith("ft_") else None)
+                           finetune if is_finetuning(method) else None)
             specs[spec.run_id] = spec
     return sorted(specs.values(), key=lambda spec: _priority(spec, k_priority))
 
@@ -92,13 +92,9 @@ def timing_key(spec: RunSpec, device_type: str) -> tuple:
     return tuple(kind[column] for column in TIMING_COLUMNS)
 
 
-def estimate_seconds(spec: RunSpec, n_classes: int, pool_per_class: int, n_test: int, device_type: str,
-                     history: dict | None = None) -> float:
-    """A run's expected wall time: the median of the stored runs of the same kind (``history``, by
-    ``timing_key``), else a model from stated throughputs."""
-    key = timing_key(spec, device_type)
-    if history and key in history:
-        return history[key]
+def estimate_seconds(spec: RunSpec, n_classes: int, pool_per_class: int, n_test: int, device_type: str) -> float:
+    """A run's expected wall time from stated throughputs, for runs of a kind never measured (a measured kind is
+    planned from the median of its stored runs, ``timing_key``)."""
     k = pool_per_class if spec.images_per_class is None else min(spec.images_per_class, pool_per_class)
     scale = (spec.resolution / 224) ** 2
     extract_rate = FALLBACK_IMAGES_PER_S[(device_type, "extract")] / scale

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from study.spec import is_finetuning
+
 BACKBONE_NAMES = {"mobilenetv2_100": "MobileNetV2", "efficientnet_lite0": "EfficientNet-Lite0",
                   "efficientnet_lite1": "EfficientNet-Lite1", "efficientnet_lite2": "EfficientNet-Lite2"}
 METHOD_NAMES = {"fe_linear": ("Feature extraction", "linear classifier (logistic regression)"),
@@ -43,7 +45,7 @@ def option_label(method: str, backbone: str) -> str:
 
 def short_option_label(method: str, backbone: str) -> str:
     """e.g. 'Extraction · Lite0 · FNE' for chart legends."""
-    family = "Fine-tuning" if method.startswith("ft_") else "Extraction"
+    family = "Fine-tuning" if is_finetuning(method) else "Extraction"
     head = {"fe_linear": "linear", "fe_fne": "FNE", "ft_full": "all layers", "ft_partial": "half frozen"}
     return f"{family} · {backbone_label(backbone)} · {head.get(method, method)}"
 

@@ -339,27 +339,31 @@ def probe_study_dataset(name: str, pilot: bool = False) -> ProbeResult:
                         pilot=pilot)
 
 
-def curve_rows(dataset: str, result: ProbeResult, git_commit: str, created_at: str) -> list[dict]:
-    """The ``probe_curves`` rows of one probed dataset: one per (backbone, method, k); the pilot is one run."""
+def curve_rows(dataset: str, result: ProbeResult, provenance: dict) -> list[dict]:
+    """The ``probe_curves`` rows of one probed dataset: one per (backbone, method, k); the pilot is one run.
+    ``provenance``: what every row records of where and when it was measured (hardware_id, software versions,
+    git_commit, created_at)."""
     return [{"dataset": dataset, "backbone": backbone, "method": method, "resolution": result.resolution, "k": k,
              "accuracy": accuracy, "accuracy_sd": result.curve_sd[(method, backbone)][k],
              "tested_per_class": result.tested_per_class[k],
              "repeats": 1 if method == PILOT_METHOD else result.repeats,
-             "images_used": result.images_used, "seconds": result.seconds, "git_commit": git_commit,
-             "created_at": created_at}
+             "images_used": result.images_used, "seconds": result.seconds, **provenance}
             for (method, backbone), by_k in sorted(result.curves.items()) for k, accuracy in sorted(by_k.items())]
 
 
 def store_study_probes(db: str, names: list[str], pilot: bool = False) -> None:
-    """Probe each study dataset and store its curves in the ``probe_curves`` table (one transaction each)."""
-    from study.measure import git_commit, utc_now
-    from study.store import DuckStore
+    """Probe each study dataset and store its curves in the ``probe_curves`` table (one transaction each), with the
+    machine and the software that measured them (the probe runs on the CPU)."""
+    from study import measure
+    from study.store import COLUMNS, DuckStore
 
     store = DuckStore(db)
-    commit = git_commit()
+    machine = measure.hardware("cpu")
+    versions = {name: value for name, value in measure.software().items() if name in COLUMNS["probe_curves"]}
     for name in names:
         result = probe_study_dataset(name, pilot)
-        store.write_probe(dataset_name(name), curve_rows(dataset_name(name), result, commit, utc_now()))
+        provenance = {"hardware_id": machine["hardware_id"], **versions, "created_at": measure.utc_now()}
+        store.write_probe(dataset_name(name), curve_rows(dataset_name(name), result, provenance), machine)
         print(f"{dataset_name(name)}: {result.summary()}\n")
 
 

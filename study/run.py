@@ -107,9 +107,11 @@ def _plan(specs, store, device_type: str, exclude: set[str] = frozenset()) -> No
             data = load_images(spec.dataset, spec.resolution)
             counts = data.train_labels.size // data.info.n_classes
             shapes[(spec.dataset, spec.resolution)] = (data.info.n_classes, counts, len(data.test_labels))
-        seconds = estimate_seconds(spec, *shapes[(spec.dataset, spec.resolution)], device_type, history)
+        key = timing_key(spec, device_type)
+        measured += key in history
+        seconds = history[key] if key in history else estimate_seconds(
+            spec, *shapes[(spec.dataset, spec.resolution)], device_type)
         total += seconds
-        measured += timing_key(spec, device_type) in history
         print(f"{spec.run_id:20} {spec.dataset[:18]:18} {spec.backbone:28} {spec.method:10} {spec.k_label:>4} "
               f"{spec.seed:>4} {spec.resolution:>4} {seconds:8.1f}")
     print(f"\n{len(pending)} runs to do ({len(specs) - len(pending)} of {len(specs)} already stored); "

@@ -7,6 +7,19 @@ import math
 from dataclasses import asdict, dataclass, field
 
 
+FINETUNING_PREFIX = "ft_"  # method ids: ft_* fine-tune the backbone, fe_* extract features from a frozen one
+
+
+def is_finetuning(method: str) -> bool:
+    """Whether a method id fine-tunes (else it extracts features)."""
+    return str(method).startswith(FINETUNING_PREFIX)
+
+
+def finetuning_rows(methods):
+    """``is_finetuning`` of each entry of a pandas column of method ids (a boolean column)."""
+    return methods.astype(str).str.startswith(FINETUNING_PREFIX)
+
+
 def _digest(payload: dict, length: int) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:length]
 
@@ -83,4 +96,4 @@ class RunSpec:
 
     @property
     def is_finetune(self) -> bool:
-        return self.method.startswith("ft_")
+        return is_finetuning(self.method)

@@ -61,7 +61,8 @@ SCHEMA = {
     "probe_curves": ("""
         dataset VARCHAR, backbone VARCHAR, method VARCHAR, resolution INTEGER, k INTEGER, accuracy DOUBLE,
         accuracy_sd DOUBLE, tested_per_class DOUBLE, repeats INTEGER, images_used INTEGER, seconds DOUBLE,
-        git_commit VARCHAR, created_at VARCHAR""",
+        git_commit VARCHAR, created_at VARCHAR, hardware_id VARCHAR, python_version VARCHAR, torch_version VARCHAR,
+        timm_version VARCHAR, sklearn_version VARCHAR, numpy_version VARCHAR""",
         ('dataset', 'backbone', 'method', 'resolution', 'k')),
     "failures": ("""
         run_id VARCHAR, spec VARCHAR, error VARCHAR, failed_at VARCHAR""",
@@ -182,15 +183,20 @@ class DuckStore:
                     pass  # a failed COMMIT has already ended the transaction
                 raise StoreError(f"could not store run {record['run']['run_id']}: {error}") from None
 
-    def write_probe(self, dataset: str, rows: list[dict]) -> None:
+    def write_probe(self, dataset: str, rows: list[dict], hardware: dict | None = None) -> None:
         """Store a study dataset's probe curves (``probe_curves`` rows) in one transaction, replacing its earlier
-        probe entirely."""
+        probe entirely; ``hardware``: the ``hardware`` row of the machine that probed (its ``hardware_id`` is in
+        the rows)."""
         if not rows or any(row.get("dataset") != dataset or not set(row) <= set(COLUMNS["probe_curves"])
                            for row in rows):
             raise StoreError(f"malformed probe_curves rows for {dataset!r}")
+        if hardware is not None and not set(hardware) <= set(COLUMNS["hardware"]):
+            raise StoreError(f"unknown hardware columns {sorted(set(hardware) - set(COLUMNS['hardware']))}")
         with self._connect() as con:
             try:
                 con.execute("BEGIN TRANSACTION")
+                if hardware is not None:
+                    self._insert(con, "hardware", hardware, "OR REPLACE")
                 con.execute("DELETE FROM probe_curves WHERE dataset = ?", [dataset])
                 for row in rows:
                     self._insert(con, "probe_curves", row, "")

@@ -10,7 +10,8 @@ from scipy.stats import spearmanr
 
 from study.convergence import (TOLERANCE_POINTS, budget_gained_sentence, budget_gains, budget_pairs, load,
                                report)
-from study.evidence import crossovers, matched_cost_ratios, pilot_table, render, seed_spread, verdict
+from study.evidence import (crossovers, matched_cost_ratios, pilot_table, probe_machines, render, seed_spread,
+                            verdict)
 from study.grid_file import evidence_grids
 from study.spec import FinetuneConfig
 from study.store import DEFAULT_DB
@@ -91,6 +92,15 @@ def test_every_study_dataset_has_its_probe_and_pilot_with_provenance():
     assert table["pilot_gain_points"].to_numpy() == pytest.approx(
         (100 * (pilots.set_index("dataset")["accuracy"] - at_20)).loc[table.index].to_numpy(), abs=0.051)
     assert "## The probe's fine-tuning pilot on the study datasets" in render(DEFAULT_DB)
+
+
+def test_a_probe_names_the_machine_it_ran_on_or_says_it_was_not_recorded():
+    hardware = pd.DataFrame({"hardware_id": ["a"], "cpu_model": ["AMD EPYC (AVX2)"]})
+    probes = pd.DataFrame({"dataset": ["x", "x", "y"], "hardware_id": ["a", "a", None]})
+    assert probe_machines(probes, hardware).to_dict() == {"x": "AMD EPYC (AVX2)", "y": "not recorded"}
+    # a database from before probes recorded their machine
+    assert probe_machines(probes.drop(columns="hardware_id"), hardware).to_dict() == {"x": "not recorded",
+                                                                                      "y": "not recorded"}
 
 
 def test_every_fine_tuning_run_stores_its_trials_and_one_selected():

@@ -142,7 +142,9 @@ def test_json_output_and_questionnaire_encoding(flowers, capsys):
 
 def test_study_datasets_store_probe_curves(tmp_path, capsys):
     import duckdb
+    import torch
 
+    from study import measure
     from study.store import DuckStore
 
     db = tmp_path / "probe.duckdb"
@@ -157,7 +159,9 @@ def test_study_datasets_store_probe_curves(tmp_path, capsys):
                        ("resolution", "INTEGER"), ("k", "INTEGER"), ("accuracy", "DOUBLE"),
                        ("accuracy_sd", "DOUBLE"), ("tested_per_class", "DOUBLE"), ("repeats", "INTEGER"),
                        ("images_used", "INTEGER"), ("seconds", "DOUBLE"), ("git_commit", "VARCHAR"),
-                       ("created_at", "VARCHAR")]
+                       ("created_at", "VARCHAR"), ("hardware_id", "VARCHAR"), ("python_version", "VARCHAR"),
+                       ("torch_version", "VARCHAR"), ("timm_version", "VARCHAR"), ("sklearn_version", "VARCHAR"),
+                       ("numpy_version", "VARCHAR")]
     assert "probes" not in tables
     assert len(rows) == 16 and set(rows["dataset"]) == {"flowers5"} and set(rows["resolution"]) == {128}
     assert set(zip(rows["method"], rows["backbone"])) == OPTIONS and set(rows["k"]) == {2, 5, 10, 20}
@@ -167,6 +171,13 @@ def test_study_datasets_store_probe_curves(tmp_path, capsys):
     assert rows[rows["k"] == 20]["accuracy"].mean() > rows[rows["k"] == 2]["accuracy"].mean()
     assert rows[rows["k"] == 20]["accuracy"].min() > 0.5  # 5 flower classes: chance is 0.2
     assert (rows["tested_per_class"] == MAX_TEST_PER_CLASS).all()
+    # Where and with what it was measured: this machine's hardware row and the software versions, as a run's.
+    assert set(rows["hardware_id"]) == {measure.hardware("cpu")["hardware_id"]}
+    assert set(rows["torch_version"]) == {torch.__version__} and rows["git_commit"].notna().all()
+    with duckdb.connect(str(db), read_only=True) as con:
+        machine = con.execute("SELECT cpu_model, device_type FROM hardware WHERE hardware_id = ?",
+                              [measure.hardware("cpu")["hardware_id"]]).fetchall()
+    assert machine == [(measure.hardware("cpu")["cpu_model"], "cpu")]
 
     # A re-probe replaces the dataset's rows (one transaction), dropping points it did not measure again.
     again = [{**row, "accuracy": 0.5, "created_at": "later"}
@@ -333,7 +344,7 @@ def test_the_finetuning_pilot_runs_the_study_recipe_once_at_the_largest_k(flower
     assert list(result.curves[(PILOT_METHOD, PILOT_BACKBONE)]) == [10]
     assert 0 <= result.curves[(PILOT_METHOD, PILOT_BACKBONE)][10] <= 1
     assert "fine-tuning pilot is one run" in result.summary() and "fine-tuned (all layers)" in result.summary()
-    repeats = {(row["method"], row["k"]): row["repeats"] for row in curve_rows("mine", result, "commit", "now")}
+    repeats = {(row["method"], row["k"]): row["repeats"] for row in curve_rows("mine", result, {"git_commit": "commit"})}
     assert repeats[(PILOT_METHOD, 10)] == 1 and repeats[("fe_linear", 10)] == 5
     assert parse_probe(encode_probe(result.curves)) == {option: {k: round(a, 4) for k, a in curve.items()}
                                                         for option, curve in result.curves.items()}

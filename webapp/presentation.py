@@ -17,6 +17,7 @@ from recommender.carbon import REGIONS
 from recommender.hardware import HARDWARE
 from study.labels import (BACKBONE_NAMES, METHOD_NAMES, backbone_label, family_label, format_duration, head_label,
                           option_label, probed_option_label)
+from study.spec import is_finetuning
 
 # What each cost column is: column -> (label, unit). Times carry no unit here: they are written for humans.
 COSTS = {
@@ -74,7 +75,7 @@ _FILE_REFERENCE = re.compile(r"\s*\((?:see )?(?:recommender|study)/[^)]*\)|,?\s*
 
 
 def family(method: str) -> str:
-    return "fine-tuning" if str(method).startswith("ft") else "feature extraction"
+    return "fine-tuning" if is_finetuning(method) else "feature extraction"
 
 
 def method_label(method: str) -> str:

@@ -10,6 +10,7 @@ from webapp.presentation import (COSTS, QUESTION_LABELS, RANK_BY_LABELS, budget_
                                  format_amount, format_money, options_csv, options_table, plain,
                                  probe_curves_table, probe_would_narrow_sentence, pue_reason, readable,
                                  resolution_sentence)
+from study.spec import is_finetuning
 from webapp.provenance import evidence_summary
 
 st.title("Extract or Tune: advisor")
@@ -61,10 +62,10 @@ with st.container(border=True):
     money.caption(f"compute {format_money(row['compute_usd'])} + labour {format_money(row['human_usd'])} "
                   f"({duration(row['human_hours'])} at ${assumptions.hourly_rate_usd:g}/h)")
     time.metric("Compute time", duration(row["time_h"]))
-    time.caption(f"on {machine.name}" + (f", {row['trials']} training runs" if row["method"].startswith("ft_")
+    time.caption(f"on {machine.name}" + (f", {row['trials']} training runs" if is_finetuning(row["method"])
                                          else ", one pass over your images"))
     human.metric("Human time", duration(row["human_hours"]))
-    human.caption("set-up" + (f" and {row['trials']} fine-tuning trials" if row["method"].startswith("ft_") else ""))
+    human.caption("set-up" + (f" and {row['trials']} fine-tuning trials" if is_finetuning(row["method"]) else ""))
     carbon.metric("CO₂ (kg)", plain(row["co2_kg"]))
     carbon.caption(f"energy {plain(row['energy_kwh'])} kWh on the device, {plain(row['energy_kwh_with_pue'])} kWh "
                    f"with {pue_reason(answers.hardware, row['pue'], assumptions)}; grid {grid:.0f} gCO₂/kWh")
