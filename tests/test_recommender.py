@@ -91,19 +91,25 @@ def test_an_extraction_option_near_100_percent_is_not_expected_lower_for_being_n
     assert expected == pytest.approx(accuracies, abs=1e-6)
 
 
-def test_an_option_whose_past_errors_include_rare_large_failures_is_expected_lower():
-    """Two options of one kind, fitted robustly to the same centre: one sometimes fails badly (partial fine-tuning
-    with 5 images a class did, on 3 of 10 datasets). Its own errors, not the kind's, set its expected accuracy;
-    an option with too few errors of its own takes the kind's."""
-    steady, failing = np.r_[np.full(5, -0.1), np.full(5, 0.1)], np.r_[np.full(7, 0.1), np.full(3, -1.5)]
-    residuals = pd.DataFrame({"residual": np.r_[steady, failing], "kind": PREDICTED_FT, "dataset": "d",
-                              "option": ["steady"] * 10 + ["failing"] * 10, "k": 5, "z": 0.0, "chance": 0.1})
-    calibrated = _Conformal(by_k_band=True).calibrate(residuals)
-    z, k, chance = np.zeros(3), np.full(3, 5.0), np.full(3, 0.1)
-    steady_expected, failing_expected, new_expected = calibrated.expected(
-        z, [PREDICTED_FT] * 3, k, np.zeros(3), chance, ["steady", "failing", "new"])
-    assert failing_expected < new_expected < steady_expected
-    assert steady_expected == pytest.approx(float(from_z(0.0, 0.1)), abs=0.01)
+def test_extraction_options_keep_their_own_errors_and_fine_tuning_options_share_their_kinds():
+    """Two options of one kind, one whose past errors lean low. An extraction option's probe reads its study
+    accuracy with its own bias: its own errors set its expected accuracy, and an option with too few errors of its
+    own takes the kind's. Fine-tuning errors are how much the task gains, the same for its options: both take the
+    kind's, so their ranking follows their medians."""
+    steady, low = np.r_[np.full(5, -0.01), np.full(5, 0.01)], np.r_[np.full(7, 0.01), np.full(3, -0.1)]
+    for kind, in_accuracy in ((PREDICTED_FE, (PREDICTED_FE,)), (PREDICTED_FT, ())):
+        residuals = pd.DataFrame({"residual": np.r_[steady, low] * (1 if in_accuracy else 10), "kind": kind,
+                                  "dataset": "d", "option": ["steady"] * 10 + ["low"] * 10, "k": 5, "z": 0.0,
+                                  "chance": 0.1})
+        calibrated = _Conformal(by_k_band=True, in_accuracy=in_accuracy).calibrate(residuals)
+        z, k, chance = np.zeros(3), np.full(3, 5.0), np.full(3, 0.1)
+        steady_expected, low_expected, new_expected = calibrated.expected(
+            z, [kind] * 3, k, np.zeros(3), chance, ["steady", "low", "new"])
+        if in_accuracy:
+            assert low_expected < new_expected < steady_expected
+            assert steady_expected == pytest.approx(float(from_z(0.0, 0.1)), abs=0.001)
+        else:
+            assert low_expected == steady_expected == new_expected < float(from_z(0.0, 0.1))
 
 
 def test_an_uncertain_option_needs_a_real_lead_over_a_well_measured_one():
