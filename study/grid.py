@@ -44,7 +44,8 @@ def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, b
     """Ordered, de-duplicated specs of a named grid, optionally narrowed to some datasets/backbones/methods/seeds.
 
     A block may override the grid's fine-tuning recipe with a ``finetune`` table of its own (the convergence grid
-    runs the CPU recipe at twice its budget, and with more learning rates).
+    runs the CPU recipe at twice its budget, and with more learning rates), and the grid's ``datasets`` with its own
+    (a grid lists its datasets once; a block without ``datasets`` runs them).
     """
     grids = load_grids(path)
     if name not in grids:
@@ -53,9 +54,12 @@ def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, b
     recipe = grid_recipe(grids, name)
     k_priority = [_k_value(k) for k in grid.get("k_priority", [])] or K_PRIORITY
     specs: dict[str, RunSpec] = {}
-    for block in grid.get("blocks", []):
+    for number, block in enumerate(grid.get("blocks", []), 1):
         finetune = finetune_config({**recipe, **block.get("finetune", {})})
-        block_datasets = [d for d in block["datasets"] if datasets is None or dataset_name(d) in datasets]
+        if "datasets" not in block and "datasets" not in grid:
+            raise GridError(f"block {number} of grid {name!r} names no datasets, nor does the grid")
+        block_datasets = [d for d in block.get("datasets", grid.get("datasets"))
+                          if datasets is None or dataset_name(d) in datasets]
         block_backbones = [b for b in block["backbones"] if backbones is None or b in backbones]
         block_methods = [m for m in block["methods"] if methods is None or m in methods]
         block_seeds = [s for s in block["seeds"] if seeds is None or s in seeds]

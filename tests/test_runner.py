@@ -109,6 +109,33 @@ def test_unknown_names_in_a_grid_file_are_refused_before_any_work(tmp_path, caps
     assert "unknown dataset 'cifar10'" in capsys.readouterr().err
 
 
+def test_a_grid_lists_its_datasets_once_and_a_block_may_name_its_own(tmp_path, capsys):
+    from study.grid import grid_specs
+
+    shared = tmp_path / "shared.toml"
+    shared.write_text(textwrap.dedent(f"""
+        [g]
+        resolution = {TEST_RESOLUTION}
+        datasets = ["flowers5", "neu_steel_defects"]
+        [[g.blocks]]
+        backbones = ["mobilenetv2_100"]
+        images_per_class = [5]
+        methods = ["fe_linear"]
+        seeds = [0]
+        [[g.blocks]]
+        datasets = ["dtd_textures10"]
+        backbones = ["mobilenetv2_100"]
+        images_per_class = [10]
+        methods = ["fe_linear"]
+        seeds = [0]
+    """))
+    assert sorted((spec.dataset, spec.images_per_class) for spec in grid_specs("g", shared)) == [
+        ("dtd_textures10", 10), ("flowers5", 5), ("neu_steel_defects", 5)]
+    shared.write_text(shared.read_text().replace('datasets = ["flowers5", "neu_steel_defects"]', ""))
+    assert main(["--grid", "g", "--grid-file", str(shared), "--db", str(tmp_path / "db")]) == 2
+    assert "block 1 of grid 'g' names no datasets" in capsys.readouterr().err
+
+
 def test_plan_lists_only_runs_not_yet_stored(tmp_path, grid_file, capsys):
     db = tmp_path / "study.duckdb"
     assert main(["--grid", "tiny", "--grid-file", str(grid_file), "--db", str(db), "--plan"]) == 0
