@@ -50,9 +50,9 @@ doubling of classes beyond it (within 2-10 classes the tasks with more classes h
 linearly, 1000 classes predicted 98% at k = 5). Probe-anchored predictions do not use the class count as a
 feature: the probe carries the task's difficulty, and the anchor's level and slope are held inside the study's
 range. Predictions, and the low ends of their intervals, never fall as k grows. The same signed calibration errors
-give each prediction's expected accuracy (their mean around it), which the advisor ranks by: an extraction option's
-own where it has enough (its probe's own bias), a fine-tuning option's kind's (what the task gains, shared by its
-options).
+give each prediction's expected accuracy (their mean around it), which the advisor ranks by: the option's own where
+it has enough (an extraction option's probe reads with its own bias), but for fine-tuning predicted from the probe
+or its pilot, its kind's (what the task gains, shared by its options).
 """
 from __future__ import annotations
 
@@ -213,10 +213,11 @@ class _Conformal:
 
     Kinds in ``in_accuracy`` have their residuals measured in accuracy points and mapped to z at each prediction
     (``z_half_width``): errors that are sampling noise of a measured accuracy (a few points wherever the accuracy
-    is). The others stay in z, where a difference in task difficulty is roughly constant."""
+    is). The others stay in z, where a difference in task difficulty is roughly constant. The options of a kind in
+    ``shared`` share its signed errors for their expected accuracy (see ``errors``)."""
 
-    def __init__(self, by_k_band: bool = False, in_accuracy: tuple[str, ...] = ()):
-        self.by_k_band, self.in_accuracy = by_k_band, tuple(in_accuracy)
+    def __init__(self, by_k_band: bool = False, in_accuracy: tuple[str, ...] = (), shared: tuple[str, ...] = ()):
+        self.by_k_band, self.in_accuracy, self.shared = by_k_band, tuple(in_accuracy), tuple(shared)
 
     def _accuracy_kind(self, kinds) -> np.ndarray:
         return np.isin(np.asarray(kinds, dtype=object), self.in_accuracy)
@@ -236,21 +237,21 @@ class _Conformal:
                             for kind, errors in by_kind.items()}
         self.band_half_width_ = {(kind, band): _quantile(errors, self.half_width_[kind])
                                  for (kind, band), errors in by_band.items()}
-        by_option = {key: group["residual"].to_numpy(float)  # extraction's only: see ``errors``
-                     for key, group in bands[in_accuracy].groupby(["kind", "band", "option"])}
+        own = ~np.isin(bands["kind"].to_numpy(object), self.shared)
+        by_option = {key: group["residual"].to_numpy(float)
+                     for key, group in bands[own].groupby(["kind", "band", "option"])}
         # Signed errors keyed by kind, (kind, band) and (kind, band, option): wherever there are enough of them.
         self.signed_errors_ = {key: errors for groups in (by_kind, by_band, by_option)
                                for key, errors in groups.items() if len(errors) >= MIN_RESIDUALS}
         return self
 
     def errors(self, kind: str, k: float, option) -> np.ndarray:
-        """The signed calibration errors behind a prediction's expected accuracy: for kinds in ``in_accuracy``
-        (extraction), those of its option and kind in its band of k (each option's probe reads its study accuracy
-        with its own bias); for the others (fine-tuning: how much the task gains), those of its kind in its band,
-        shared by its options: per option, about 20 errors from 11 datasets gave one backbone's fine-tuning a lead
-        that was noise, and ranked it above the one its median favoured (leave one dataset out, mean regret with
-        the probe 0.76 -> 0.68, lower on 6 of 11 datasets, higher on 3). Else those of its kind; none (just the
-        median) if there are too few."""
+        """The signed calibration errors behind a prediction's expected accuracy: those of its option and kind in
+        its band of k (an extraction option's probe reads its study accuracy with its own bias), except for kinds in
+        ``shared`` (fine-tuning predicted from the probe or the pilot: how much a task gains, the task's, not the
+        backbone's), whose options share their kind's in the band: per option, about 20 errors from 11 datasets
+        gave one backbone's fine-tuning a lead that was noise, and ranked it above the one its median favoured.
+        Else those of its kind in its band, else of its kind; none (just the median) if there are too few."""
         band = int(k_band([k])[0]) if self.by_k_band else 0
         for key in ((kind, band, option), (kind, band), kind):
             if key in self.signed_errors_:
@@ -508,7 +509,8 @@ class ProbeAnchoredModel(QuestionnaireModel):
         # Extraction errors are measurement noise (the probe's test images against the study's), a few points
         # wherever the accuracy is: in accuracy, as are the pilot's own point's (one run against the study's: a
         # seed's spread, wider than the probe's 5-draw means). Fine-tuning's are how much a task gains from it: in z.
-        self.conformal_ = _Conformal(by_k_band=True, in_accuracy=(MEASURED, MEASURED_PILOT, PREDICTED_FE)).calibrate(
+        self.conformal_ = _Conformal(by_k_band=True, in_accuracy=(MEASURED, MEASURED_PILOT, PREDICTED_FE),
+                                     shared=(PREDICTED_FT, PREDICTED_FT_PILOT)).calibrate(
             pd.concat(residuals) if residuals else NO_RESIDUALS)
         return self
 

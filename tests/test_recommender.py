@@ -101,7 +101,7 @@ def test_extraction_options_keep_their_own_errors_and_fine_tuning_options_share_
         residuals = pd.DataFrame({"residual": np.r_[steady, low] * (1 if in_accuracy else 10), "kind": kind,
                                   "dataset": "d", "option": ["steady"] * 10 + ["low"] * 10, "k": 5, "z": 0.0,
                                   "chance": 0.1})
-        calibrated = _Conformal(by_k_band=True, in_accuracy=in_accuracy).calibrate(residuals)
+        calibrated = _Conformal(by_k_band=True, in_accuracy=in_accuracy, shared=(PREDICTED_FT,)).calibrate(residuals)
         z, k, chance = np.zeros(3), np.full(3, 5.0), np.full(3, 0.1)
         steady_expected, low_expected, new_expected = calibrated.expected(
             z, [kind] * 3, k, np.zeros(3), chance, ["steady", "low", "new"])
