@@ -276,7 +276,7 @@ def evidence_accuracy_vs_time(runs: pd.DataFrame) -> alt.Chart:
         x=alt.X("total_s:Q", scale=alt.Scale(type="log"), title="Wall time per run (s)"),
         y=alt.Y("accuracy:Q", axis=alt.Axis(format="%"), title="Test accuracy"),
         color=alt.Color("method_name:N", title="Method", legend=alt.Legend(orient="bottom")),
-        # one column on the right: beside the method legend at the bottom, three columns of dataset names ran off the chart
+        # one column on the right: three columns beside the method legend at the bottom ran off the chart
         shape=alt.Shape("dataset:N", title="Dataset", legend=alt.Legend(orient="right", labelLimit=300)),
         tooltip=[alt.Tooltip("dataset:N"), alt.Tooltip("method_name:N", title="method"),
                  alt.Tooltip("images_per_class:Q", title="k"), alt.Tooltip("accuracy:Q", format=".1%"),

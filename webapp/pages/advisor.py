@@ -6,11 +6,11 @@ from webapp import ui
 from recommender.carbon import REGIONS
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.hardware import HARDWARE
+from study.spec import is_finetuning
 from webapp.presentation import (COSTS, QUESTION_LABELS, RANK_BY_LABELS, budget_checks, budget_failures, duration,
                                  format_amount, format_money, options_csv, options_table, plain,
                                  probe_curves_table, probe_would_narrow_sentence, pue_reason, readable,
                                  resolution_sentence)
-from study.spec import is_finetuning
 from webapp.provenance import evidence_summary
 
 st.title("Extract or Tune: advisor")
