@@ -2,8 +2,9 @@
 
 - submit to recommendation (server side): Advisor.advise plus building and serialising the three charts, over
   varied questionnaires; target p95 <= 200 ms. Also the whole AppTest script rerun after a submit, for context.
-- cold start to first render: ``streamlit run`` spawned until chromium shows the form; target <= 5 s. Also cold
-  start to a recommendation from a shared link (includes fitting the advisor).
+- cold start to first render: ``streamlit run`` spawned until chromium shows the form; target <= 5 s. Cold start to
+  a recommendation from a shared link: target <= 4 s once an earlier server persisted the fitted advisor (a fresh
+  checkout's very first server also fits it, reported beside).
 - PDF generation: the personal report (charts rendered to PNG) and the guidelines, once the chart renderer has
   started (the app starts it in the background); target <= 2 s.
 """
@@ -13,6 +14,7 @@ import argparse
 import os
 import random
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from webapp.provenance import evidence_summary
 from recommender.questionnaire import DOMAINS, Questionnaire
 from webapp.ui import TABLES
 
-TARGETS_S = {"submit p95": 0.200, "cold start": 5.0, "pdf": 2.0}
+TARGETS_S = {"submit p95": 0.200, "cold start": 5.0, "cold link": 4.0, "pdf": 2.0}
 LINK = "?n_classes=6&images_per_class=10&domain=textures&hardware=l4&budget_money_usd=400"
 
 
@@ -97,23 +99,27 @@ def bench_apptest_submit(db: Path, rounds: int) -> dict:
 
 def bench_cold_start(db: Path, rounds: int) -> dict:
     """Seconds from spawning ``streamlit run`` until the browser shows the form, and until a shared link shows
-    its recommendation (a fresh server each time)."""
+    its recommendation (a fresh server each time): the first server fits the advisor, the later ones read the model
+    it persisted (an empty cache folder of their own, so the first is truly the first)."""
     first_render, first_advice = [], []
-    with browser_page() as page:
+    with browser_page() as page, tempfile.TemporaryDirectory(prefix="eot-bench-cache-") as cache:
+        env = {"EOT_CACHE_DIR": cache}
         for _ in range(rounds):
             started = time.perf_counter()
-            with serve(db) as (url, _):
+            with serve(db, env=env) as (url, _):
+                page.goto(url + LINK)
+                page.get_by_role("heading", name="Recommended:").wait_for(timeout=120_000)
+                first_advice.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            with serve(db, env=env) as (url, _):
                 page.goto(url)
                 page.get_by_role("button", name="Recommend").wait_for(timeout=120_000)
                 page.get_by_label("Classes", exact=True).wait_for(timeout=120_000)
                 first_render.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            with serve(db) as (url, _):
-                page.goto(url + LINK)
-                page.get_by_role("heading", name="Recommended:").wait_for(timeout=120_000)
-                first_advice.append(time.perf_counter() - started)
     return {"first render median": statistics.median(first_render), "first render max": max(first_render),
-            "link to recommendation median": statistics.median(first_advice)}
+            "link, fitting": first_advice[0],
+            "link, persisted median": statistics.median(first_advice[1:]) if rounds > 1 else float("nan"),
+            "link, persisted max": max(first_advice[1:]) if rounds > 1 else float("nan")}
 
 
 def bench_pdf(tables: dict, advisor: Advisor, rounds: int) -> dict:
@@ -140,7 +146,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", default=str(DEFAULT_DB))
     parser.add_argument("--rounds", type=int, default=60, help="questionnaires for the submit timing")
-    parser.add_argument("--cold-rounds", type=int, default=3, help="fresh servers for the cold-start timing")
+    parser.add_argument("--cold-rounds", type=int, default=4,
+                        help="fresh servers for the cold-start timing (2 or more: the first fits the advisor)")
     args = parser.parse_args(argv)
     tables = load_tables(args.db, tables=TABLES)
     started = time.perf_counter()
@@ -169,8 +176,11 @@ def main(argv=None) -> int:
           f"median {cold['first render median']:.2f} s, max {cold['first render max']:.2f} s "
           f"(target <= {TARGETS_S['cold start']:.0f} s: "
           f"{'met' if cold['first render max'] <= TARGETS_S['cold start'] else 'MISSED'})")
-    print(f"  cold start -> recommendation from a shared link (fits the advisor): "
-          f"median {cold['link to recommendation median']:.2f} s")
+    print(f"cold start -> recommendation from a shared link, the fitted advisor persisted by an earlier server, "
+          f"n={args.cold_rounds - 1}: median {cold['link, persisted median']:.2f} s, "
+          f"max {cold['link, persisted max']:.2f} s (target <= {TARGETS_S['cold link']:.0f} s: "
+          f"{'met' if cold['link, persisted max'] <= TARGETS_S['cold link'] else 'MISSED'}); "
+          f"the very first server, which fits it: {cold['link, fitting']:.2f} s")
     return 0
 
 

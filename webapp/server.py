@@ -32,10 +32,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(db_path: str | Path | None = None, timeout_s: float = 60.0):
-    """``streamlit run app.py`` headless on a free port; yields (base URL, seconds until the server was healthy)."""
+def serve(db_path: str | Path | None = None, timeout_s: float = 60.0, env: dict | None = None):
+    """``streamlit run app.py`` headless on a free port (``env``: extra environment variables); yields (base URL,
+    seconds until the server was healthy)."""
     port = free_port()
-    env = {**os.environ, **({"EOT_DB": str(db_path)} if db_path else {})}
+    env = {**os.environ, **({"EOT_DB": str(db_path)} if db_path else {}), **(env or {})}
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
                "--server.address", "localhost", "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none"]

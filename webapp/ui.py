@@ -24,6 +24,7 @@ from recommender.carbon import REGIONS
 from recommender.costs import ASSUMPTION_SOURCES, DATA_CENTRE_PUE, Assumptions
 from recommender.evidence import EvidenceError, load_tables
 from recommender.hardware import HARDWARE
+from webapp.persisted import evidence_fingerprint, load_or_fit
 from webapp.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, RANK_BY_LABELS, format_number, readable
 from recommender.questionnaire import BUDGET_FIELDS, DOMAINS, RANK_BY, Questionnaire, QuestionnaireError
 
@@ -42,7 +43,7 @@ RESOLUTION_STEP_PX = 32
 class Evidence:
     tables: dict
     db_path: str
-    fingerprint: str  # changes when runs are added or the study datasets re-probed, so derived models are refitted
+    fingerprint: str  # of the tables' content: new runs or a re-probe refit the derived models
     read_at: str
     notice: str | None = None  # set while an older copy is served
 
@@ -69,10 +70,7 @@ def load_evidence(db_path: str) -> Evidence:
             st.stop()
         return replace(previous, notice=f"The evidence database cannot be read right now ({error}). "
                                         f"Showing the copy read at {previous.read_at}.")
-    runs, probes = tables["runs"], tables.get("probe_curves")
-    fingerprint = f"{db_path}|{len(runs)}|{runs['finished_at'].max()}"  # a re-probe of the study datasets counts too
-    if probes is not None and len(probes):
-        fingerprint += f"|{len(probes)}|{probes['created_at'].max()}"
+    fingerprint = evidence_fingerprint(tables)
     previous = _last_good().get(db_path)
     if previous is None or previous.fingerprint != fingerprint:
         previous = Evidence(tables, db_path, fingerprint, datetime.now(timezone.utc).strftime("%H:%M:%S UTC"))
@@ -96,7 +94,7 @@ def evidence() -> Evidence:
 def _advisor(fingerprint: str, _tables: dict):
     from recommender.advise import Advisor
 
-    return Advisor().fit(_tables)
+    return load_or_fit("advisor", fingerprint, lambda: Advisor().fit(_tables))
 
 
 def advisor(current: Evidence):
@@ -115,7 +113,7 @@ def sources(current: Evidence) -> pd.DataFrame:
 def _guidelines(fingerprint: str, _tables: dict) -> list:
     from recommender.guidelines import derive
 
-    return derive(_tables)
+    return load_or_fit("guidelines", fingerprint, lambda: derive(_tables))
 
 
 def guidelines(current: Evidence) -> list:
