@@ -388,13 +388,19 @@ def anchor_table(curves: dict, chance: float) -> pd.DataFrame:
     """Every (probed option, probe k) of one probe as a possible anchor: z there, the curve's slope in z per
     doubling of k, fitted by least squares over all its probe points (a difference of neighbouring points is noisy,
     and next to chance, where z is steep, a 2-point rise from chance reads as a huge slope), and the FNE gain: z of
-    fe_fne minus z of fe_linear on the anchor's backbone at that k (NaN where the probe lacks either)."""
+    fe_fne minus z of fe_linear on the anchor's backbone at that k (NaN where the probe lacks either). A one-point
+    curve (the fine-tuning pilot) has no slope of its own: it takes the linear probe's on its backbone, the same
+    images' learning curve, which says how steeply fine-tuning's climbs below and above the pilot's k better than
+    nothing does (leave one dataset out, fine-tuning's error with the pilot 3.21 -> 2.95 points, lower on 9 of 11
+    datasets; mean regret with the pilot 0.72 -> 0.69)."""
     records = []
     for anchor, curve in curves.items():
         ks = sorted(curve)
         z = {k: float(to_z(curve[k], chance)) for k in ks}
-        log_k = np.log2(ks)
-        slope = float(np.polyfit(log_k, [z[k] for k in ks], 1)[0]) if len(ks) > 1 else 0.0
+        shape = curve if len(curve) > 1 else curves.get((ANCHOR_METHOD, anchor[1]), curve)
+        shape_ks = sorted(shape)
+        slope = float(np.polyfit(np.log2(shape_ks), to_z([shape[k] for k in shape_ks], chance), 1)[0]) \
+            if len(shape_ks) > 1 else 0.0
         fne, linear = curves.get(("fe_fne", anchor[1]), {}), curves.get(("fe_linear", anchor[1]), {})
         for k in ks:
             fne_gain = float(to_z(fne[k], chance) - to_z(linear[k], chance)) if k in fne and k in linear else np.nan

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from recommender.accuracy import (KNOTS_K, PREDICTED_FE, PREDICTED_FT, PREDICTED_FT_PILOT, SUPPORT_DATASETS,
-                                  ProbeAnchoredModel, QuestionnaireModel, _Conformal, evidence_rows, extraction_only,
-                                  from_z, has_pilot, is_finetuning, probe_curves_by_dataset, ridge, to_z)
+                                  ProbeAnchoredModel, QuestionnaireModel, _Conformal, anchor_table, evidence_rows,
+                                  extraction_only, from_z, has_pilot, is_finetuning, probe_curves_by_dataset, ridge,
+                                  to_z)
 from recommender.advise import Advisor, cautious_accuracy, pareto_front
 from recommender.carbon import REGIONS, co2_kg
 from recommender.costs import DATA_CENTRE_PUE, Assumptions, CostModel, ft_recipe, tuning_curve
@@ -222,6 +223,20 @@ def test_a_finetuning_pilot_anchors_fine_tuning_and_predicts_it_better(tables):
                 errors[pilot].extend(100 * (options.loc[truth.index, "acc_median"] - truth).abs())
     assert len(piloted) >= 8 and np.mean(errors[True]) < np.mean(errors[False]), {
         pilot: np.mean(found) for pilot, found in errors.items()}
+
+
+def test_the_pilot_takes_the_slope_of_the_linear_probe_on_its_backbone(tables):
+    """One point has no slope: the pilot's anchors carry the learning curve the linear probe measured on the same
+    images and backbone (none without that probe)."""
+    dataset, curves = next((d, c) for d, c in sorted(probe_curves_by_dataset(tables).items()) if has_pilot(c))
+    pilot = next(option for option in curves if is_finetuning(option[0]))
+    table = anchor_table(curves, 0.2).set_index("anchor")
+    linear = table.loc[[("fe_linear", pilot[1])], "slope"]
+    assert linear.nunique() == 1 and linear.iloc[0] > 0.1, dataset  # a real learning curve climbs
+    assert table.loc[[pilot], "slope"].tolist() == [linear.iloc[0]]
+    alone = anchor_table({option: curve for option, curve in curves.items() if option != ("fe_linear", pilot[1])},
+                         0.2).set_index("anchor")
+    assert alone.loc[[pilot], "slope"].tolist() == [0.0]
 
 
 def test_an_over_budget_pick_earns_nothing_for_its_accuracy():
