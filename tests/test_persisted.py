@@ -1,7 +1,7 @@
 """Fitted models persisted on disk for the next server: keyed by the evidence and the code, never stale, never lost."""
 import pytest
 
-from webapp.persisted import KEEP_PER_MODEL, evidence_fingerprint, load_or_fit, model_path
+from webapp.persisted import KEEP_PER_MODEL, MODELS, TABLES, evidence_fingerprint, load_or_fit, main, model_path
 
 
 def refuse():
@@ -53,3 +53,14 @@ def test_the_fingerprint_follows_the_evidence_content(tables):
     assert evidence_fingerprint({**tables, "runs": tables["runs"].iloc[1:]}) != fingerprint  # one run fewer
     reprobed = tables["probe_curves"].assign(created_at="2999-01-01T00:00:00Z")
     assert evidence_fingerprint({**tables, "probe_curves": reprobed}) != fingerprint
+
+
+def test_bootstrap_persists_what_the_apps_first_server_reads():
+    """``python -m webapp.persisted`` (run by bootstrap.sh) fits every model for the evidence the app reads, under
+    the key the app looks up, so the app's first server fits nothing."""
+    from recommender.evidence import DEFAULT_DB, load_tables
+
+    assert main(["--db", str(DEFAULT_DB)]) == 0
+    fingerprint = evidence_fingerprint(load_tables(DEFAULT_DB, tables=TABLES))
+    for name in MODELS:
+        assert load_or_fit(name, fingerprint, refuse) is not None

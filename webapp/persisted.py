@@ -1,4 +1,6 @@
-"""Fitted models persisted on disk, so a fresh server answers a shared link without refitting.
+"""Fitted models persisted on disk, so a fresh server answers a shared link without refitting:
+``python -m webapp.persisted [--db PATH]`` fits and persists them ahead (``scripts/bootstrap.sh`` does, for the
+shipped evidence, so even a fresh checkout's first server reads them).
 
 Fitting the advisor takes seconds (3 s on an AVX2 EPYC); reading it back takes milliseconds. A model is stored under
 a key made of the evidence's fingerprint and a hash of the code that fits it (``recommender`` and ``study`` sources,
@@ -9,6 +11,7 @@ An unreadable or corrupt file is refitted and replaced, and a read-only director
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
@@ -24,6 +27,8 @@ import pandas as pd
 
 from study.datasets.base import PROJECT_ROOT, cache_root
 
+# The evidence tables the app reads: its models are fitted from them, and their content is the fingerprint.
+TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probe_curves", "failures")
 KEEP_PER_MODEL = 4
 SOURCE_PACKAGES = ("recommender", "study")
 log = logging.getLogger(__name__)
@@ -78,6 +83,26 @@ def load_or_fit(name: str, fingerprint: str, fit: Callable[[], Model], root: Pat
     return model
 
 
+def _advisor(tables: dict):
+    from recommender.advise import Advisor
+
+    return Advisor().fit(tables)
+
+
+def _guidelines(tables: dict):
+    from recommender.guidelines import derive
+
+    return derive(tables)
+
+
+MODELS = {"advisor": _advisor, "guidelines": _guidelines}  # what the app derives from the evidence, by name
+
+
+def fitted(name: str, fingerprint: str, tables: dict):
+    """The ``MODELS`` entry for this evidence: persisted, else fitted from ``tables`` and persisted."""
+    return load_or_fit(name, fingerprint, lambda: MODELS[name](tables))
+
+
 def _write(path: Path, model) -> None:
     """Atomically: a server reading meanwhile sees the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,3 +121,22 @@ def _prune(folder: Path, name: str) -> None:
     files = sorted(folder.glob(f"{name}-*.pkl"), key=lambda path: path.stat().st_mtime, reverse=True)
     for stale in files[KEEP_PER_MODEL:]:
         stale.unlink(missing_ok=True)
+
+
+def main(argv=None) -> int:
+    from recommender.evidence import DEFAULT_DB, load_tables
+
+    parser = argparse.ArgumentParser(description="Fit and persist the app's models for an evidence database, as "
+                                                 "its first server would.")
+    parser.add_argument("--db", default=os.environ.get("EOT_DB") or str(DEFAULT_DB))
+    args = parser.parse_args(argv)
+    tables = load_tables(args.db, tables=TABLES)
+    fingerprint = evidence_fingerprint(tables)
+    for name in MODELS:
+        fitted(name, fingerprint, tables)
+        print(f"{name}: {model_path(name, fingerprint)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,11 +24,10 @@ from recommender.carbon import REGIONS
 from recommender.costs import ASSUMPTION_SOURCES, DATA_CENTRE_PUE, Assumptions
 from recommender.evidence import EvidenceError, load_tables
 from recommender.hardware import HARDWARE
-from webapp.persisted import evidence_fingerprint, load_or_fit
+from webapp.persisted import TABLES, evidence_fingerprint, fitted
 from webapp.presentation import ASSUMPTION_LABELS, QUESTION_LABELS, RANK_BY_LABELS, format_number, readable
 from recommender.questionnaire import BUDGET_FIELDS, DOMAINS, RANK_BY, Questionnaire, QuestionnaireError
 
-TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probe_curves", "failures")
 EVIDENCE_TTL_S = 300
 ASSUMPTION_PREFIX = "a_"  # query parameters of edited assumptions: a_pue=1.2
 QUESTION_PREFIX = "q_"  # widget keys of the questionnaire form: q_n_classes
@@ -92,9 +91,7 @@ def evidence() -> Evidence:
 
 @st.cache_resource(max_entries=2, show_spinner="Fitting the advisor to the evidence...")
 def _advisor(fingerprint: str, _tables: dict):
-    from recommender.advise import Advisor
-
-    return load_or_fit("advisor", fingerprint, lambda: Advisor().fit(_tables))
+    return fitted("advisor", fingerprint, _tables)
 
 
 def advisor(current: Evidence):
@@ -111,9 +108,7 @@ def sources(current: Evidence) -> pd.DataFrame:
 
 @st.cache_resource(max_entries=2, show_spinner="Deriving the guidelines...")
 def _guidelines(fingerprint: str, _tables: dict) -> list:
-    from recommender.guidelines import derive
-
-    return load_or_fit("guidelines", fingerprint, lambda: derive(_tables))
+    return fitted("guidelines", fingerprint, _tables)
 
 
 def guidelines(current: Evidence) -> list:
