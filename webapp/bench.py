@@ -58,7 +58,7 @@ def recommend_and_chart(advisor: Advisor, answers: Questionnaire, assumptions: A
                   charts.accuracy_vs_cost(advice.options, "total_usd", answers.budgets.get("budget_money_usd"),
                                           advice.recommended),
                   charts.cost_breakdown(advice.options, answers.budgets)):
-        chart.to_dict()  # Streamlit serialises the spec to send it
+        charts.spec(chart)  # the spec the page sends
     options_table(advice.options)
     budget_checks(advice)
     return advice

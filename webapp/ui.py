@@ -48,8 +48,10 @@ class Evidence:
 
 
 @st.cache_resource(ttl=EVIDENCE_TTL_S, show_spinner="Reading the evidence...")
-def _read_tables(db_path: str) -> dict:
-    return load_tables(db_path, tables=TABLES)
+def _read_tables(db_path: str) -> tuple[dict, str]:
+    """The tables and their fingerprint, hashed once per read rather than on every rerun."""
+    tables = load_tables(db_path, tables=TABLES)
+    return tables, evidence_fingerprint(tables)
 
 
 @st.cache_resource
@@ -61,7 +63,7 @@ def load_evidence(db_path: str) -> Evidence:
     """The evidence tables, or the last good copy while the database is unreadable; with no copy at all the
     page shows what is wrong and how to regenerate it, and stops."""
     try:
-        tables = _read_tables(db_path)
+        tables, fingerprint = _read_tables(db_path)
     except EvidenceError as error:
         previous = _last_good().get(db_path)
         if previous is None:
@@ -69,7 +71,6 @@ def load_evidence(db_path: str) -> Evidence:
             st.stop()
         return replace(previous, notice=f"The evidence database cannot be read right now ({error}). "
                                         f"Showing the copy read at {previous.read_at}.")
-    fingerprint = evidence_fingerprint(tables)
     previous = _last_good().get(db_path)
     if previous is None or previous.fingerprint != fingerprint:
         previous = Evidence(tables, db_path, fingerprint, datetime.now(timezone.utc).strftime("%H:%M:%S UTC"))
