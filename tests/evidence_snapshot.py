@@ -4,7 +4,7 @@ study's own schema (keys included), so the copy behaves like the real database."
 from pathlib import Path
 
 from recommender.evidence import load_tables
-from webapp.ui import TABLES
+from webapp.persisted import TABLES
 from study.store import DuckStore
 
 

@@ -30,7 +30,7 @@ from recommender.hardware import HARDWARE
 from webapp.presentation import budget_checks, options_table
 from webapp.provenance import evidence_summary
 from recommender.questionnaire import DOMAINS, Questionnaire
-from webapp.ui import TABLES
+from webapp.persisted import TABLES
 
 TARGETS_S = {"submit p95": 0.200, "cold start": 5.0, "cold link": 4.0, "pdf": 2.0}
 LINK = "?n_classes=6&images_per_class=10&domain=textures&hardware=l4&budget_money_usd=400"

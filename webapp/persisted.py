@@ -2,12 +2,13 @@
 ``python -m webapp.persisted [--db PATH]`` fits and persists them ahead (``scripts/bootstrap.sh`` does, for the
 shipped evidence, so even a fresh checkout's first server reads them).
 
-Fitting the advisor takes seconds (3 s on an AVX2 EPYC); reading it back takes milliseconds. A model is stored under
-a key made of the evidence's fingerprint and a hash of the code that fits it (``recommender`` and ``study`` sources,
-Python, numpy and pandas versions), so new runs, a re-probe or a code change each fit afresh; the newest few per
-model are kept. Files are pickles this app wrote itself into its own cache directory (``EOT_CACHE_DIR``, default
-``.cache/``; like Streamlit's own ``persist="disk"`` cache): keep that directory writable by the app's user only.
-An unreadable or corrupt file is refitted and replaced, and a read-only directory only costs the refit.
+Fitting the advisor takes seconds (2-2.5 s on an idle AVX2 EPYC); reading it back takes milliseconds. A model is
+stored under a key made of the evidence's fingerprint and a hash of the code that fits it (``recommender`` and
+``study`` sources, Python, numpy and pandas versions), so new runs, a re-probe or a code change each fit afresh; the
+newest few per model are kept. Files are pickles this app wrote itself into its own cache directory
+(``EOT_CACHE_DIR``, default ``.cache/``; like Streamlit's own ``persist="disk"`` cache): keep that directory
+writable by the app's user only. An unreadable or corrupt file is refitted and replaced, and a read-only directory
+only costs the refit.
 """
 from __future__ import annotations
 
@@ -70,8 +71,8 @@ def load_or_fit(name: str, fingerprint: str, fit: Callable[[], Model], root: Pat
     try:
         with path.open("rb") as stream:
             return pickle.load(stream)
-    except FileNotFoundError:
-        pass
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # not persisted yet (or no cache folder): fit
     except Exception as error:  # a truncated or foreign file: refit and replace it
         log.warning("ignoring the persisted %s at %s (%s); refitting", name, path, error)
     model = fit()
