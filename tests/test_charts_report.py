@@ -1,9 +1,12 @@
 """Charts, PDF reports, wording, sources and link parsing, on advice from the real advisor fitted to a snapshot."""
 import io
+import json
 import re
 
 import pandas as pd
 import pytest
+from altair.utils.schemapi import validate_jsonschema
+from altair.vegalite.v6.schema import load_schema
 from pypdf import PdfReader
 
 from evidence_snapshot import snapshot_db
@@ -39,24 +42,55 @@ def advice(advisor):
     return advisor.advise(answers, Assumptions())
 
 
+def vega_lite_checked(spec: dict) -> dict:
+    """The spec, after checking it against Vega-Lite's JSON schema (what st.altair_chart would check)."""
+    validate_jsonschema(spec, load_schema())
+    return spec
+
+
 def test_charts_name_options_mark_your_k_the_budget_and_log_no_infinite_extents(advice):
     shown = charts.fe_vs_ft_options(advice.options, advice.recommended)
-    curves = str(charts.learning_curves(advice.curves, 20, shown).to_dict())
+    curves = str(vega_lite_checked(charts.learning_curves(advice.curves, 20, shown)))
     assert "your k = 20" in curves and "extrapolated" in curves
     assert shown[0] == advice.recommended and len({charts.family(o.split(" · ")[0]) for o in shown}) == len(shown)
-    cost = charts.accuracy_vs_cost(advice.options, "total_usd", 200.0, advice.recommended).to_dict()
+    cost = vega_lite_checked(charts.accuracy_vs_cost(advice.options, "total_usd", 200.0, advice.recommended))
     text = str(cost)
     assert "your budget, $200.00" in text and "Pareto front" in text and "recommended" in text
     assert cost["autosize"]["type"] == "pad"  # Vega's "fit" only works for single and layered views
-    for spec in (curves, text, str(charts.cost_breakdown(advice.options, advice.questionnaire.budgets).to_dict())):
+    breakdown = str(vega_lite_checked(charts.cost_breakdown(advice.options, advice.questionnaire.budgets)))
+    for spec in (curves, text, breakdown):
         assert not INTERNAL_ID.search(spec), INTERNAL_ID.search(spec)
         assert "mean_budget" not in spec and "mean(budget)" not in spec  # a budget rule has its own finite data
+        assert "⟨" not in spec  # every placeholder of the memoised layouts is filled
     frame = charts.cost_breakdown_frame(advice.options, advice.questionnaire.budgets)
     assert set(frame["measure"]) == {"Money", "Compute time", "Energy with PUE", "CO₂", "Human time"}
     assert frame.loc[frame["measure"] == "CO₂", "budget"].eq(1e-6).all()
     assert set(frame.loc[frame["measure"] == "Energy with PUE", "component"]) == {"device",
                                                                                "data-centre overhead (PUE)"}
     assert charts.to_png(charts.cost_breakdown(advice.options)).startswith(b"\x89PNG")
+
+
+def test_each_chart_carries_its_own_data_and_the_recommended_option_in_bold(advisor):
+    """The layouts are memoised: two different answers must still give two charts of their own."""
+    small = advisor.advise(Questionnaire(n_classes=5, images_per_class=3, hardware="cpu_2core"), Assumptions())
+    large = advisor.advise(Questionnaire(n_classes=5, images_per_class=300, hardware="h100",
+                                         budget_wall_time_h=2.0), Assumptions())
+    for one, other in ((small, large), (large, small)):
+        k = one.questionnaire.images_per_class
+        curves = charts.learning_curves(one.curves, k)
+        assert curves["datasets"]["your_k"] == [{"k": k}] and f"your k = {k:,}" in str(curves["title"])
+        assert {row["acc_median"] for row in curves["datasets"]["curves"]} == set(one.curves["acc_median"])
+        cost = charts.accuracy_vs_cost(one.options, "time_h", one.questionnaire.budget_wall_time_h, one.recommended)
+        rows = sorted(cost["datasets"]["options"], key=lambda row: row["rank"])
+        assert [row["rank"] for row in rows] == list(range(len(one.options)))
+        assert [row["acc_median"] for row in rows] == sorted(one.options["acc_median"], reverse=True)
+        bold = cost["hconcat"][0]["layer"][0]["encoding"]["y"]["axis"]["labelFontWeight"]["expr"]
+        recommended = charts._names(one.options[one.options["option"] == one.recommended])[0]
+        assert bold == f"datum.value == {json.dumps(recommended)} ? 'bold' : 'normal'"
+        assert ("budget" in cost["datasets"]) == (one.questionnaire.budget_wall_time_h is not None)
+    for costs in (charts.cost_breakdown(small.options), charts.cost_breakdown(large.options, large.questionnaire.budgets)):
+        panels = sorted({(row["panel_rank"], row["panel"]) for row in costs["datasets"]["costs"]})
+        assert [panel for _, panel in panels][0] == "Money (USD)" and len(panels) == 5
 
 
 def test_time_axes_use_a_unit_people_read():

@@ -54,11 +54,9 @@ def recommend_and_chart(advisor: Advisor, answers: Questionnaire, assumptions: A
     """What the advisor page computes after a submit, without Streamlit itself."""
     advice = advisor.advise(answers, assumptions)
     shown = charts.fe_vs_ft_options(advice.options, advice.recommended)
-    for chart in (charts.learning_curves(advice.curves, answers.images_per_class, shown),
-                  charts.accuracy_vs_cost(advice.options, "total_usd", answers.budgets.get("budget_money_usd"),
-                                          advice.recommended),
-                  charts.cost_breakdown(advice.options, answers.budgets)):
-        charts.spec(chart)  # the spec the page sends
+    charts.learning_curves(advice.curves, answers.images_per_class, shown)  # the specs the page sends
+    charts.accuracy_vs_cost(advice.options, "total_usd", answers.budgets.get("budget_money_usd"), advice.recommended)
+    charts.cost_breakdown(advice.options, answers.budgets)
     options_table(advice.options)
     budget_checks(advice)
     return advice

@@ -1,11 +1,19 @@
-"""Altair charts for the app and the PDF reports: plain DataFrames in, charts out (PNG via vl-convert).
+"""Charts for the app and the PDF reports: plain DataFrames in, Vega-Lite specs (advisor) or Altair charts
+(evidence explorer) out, PNG via vl-convert.
 
 Options are named as people read them (``study.labels``); titles are anchored left and short enough to fit, with
 what would otherwise be an overlapping label (your k, your budget) said in the subtitle; every layer has its own
 finite data, so Vega logs no warnings.
+
+The advisor's three charts are drawn after every submit. Building them with Altair took 130-170 ms of the submit
+(its layer and concat deep copies, profiled on an AVX2 EPYC), so each chart's layout is built with Altair once,
+from its named datasets and a few ``⟨placeholders⟩``, checked against Vega-Lite's schema, and memoised; a submit
+only fills in the data and the placeholders.
 """
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import altair as alt
@@ -25,11 +33,28 @@ COMPOUND_AUTOSIZE = alt.AutoSizeParams(type="pad", contains="padding")
 TIME_UNITS = (("s", 1 / 3600), ("min", 1 / 60), ("h", 1.0))
 
 
-def spec(chart: alt.TopLevelMixin) -> dict:
-    """The Vega-Lite spec the advisor page sends, without the check against Vega-Lite's JSON schema that
-    ``st.altair_chart`` runs: a quarter of the page's rerun after a submit (profiled on an AVX2 EPYC). Every chart
-    is still checked, by the tests (``to_dict()``); the sizes the default theme adds are set on every chart."""
-    return chart.to_dict(validate=False)
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """A table as JSON rows (Python scalars, missing values as null), as Vega-Lite datasets hold them."""
+    if frame.isna().to_numpy().any():
+        frame = frame.astype(object).where(frame.notna(), None)
+    return frame.to_dict("records")
+
+
+def _filled(node, values: dict[str, str]):
+    """A copy of a memoised layout with every ``⟨name⟩`` in its strings replaced by ``values[name]``."""
+    if isinstance(node, dict):
+        return {key: _filled(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_filled(value, values) for value in node]
+    if isinstance(node, str) and "⟨" in node:
+        for name, value in values.items():
+            node = node.replace(f"⟨{name}⟩", value)
+    return node
+
+
+def _spec(layout: dict, values: dict[str, str], **datasets: pd.DataFrame) -> dict:
+    """A chart's Vega-Lite spec: its layout with the placeholders and the named datasets filled in."""
+    return {**_filled(layout, values), "datasets": {name: _records(frame) for name, frame in datasets.items()}}
 
 
 def fe_vs_ft_options(options: pd.DataFrame, recommended: str) -> list[str]:
@@ -78,13 +103,19 @@ def _segments(data: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else data.assign(segment="", kind=WITHIN)
 
 
-def learning_curves(curves: pd.DataFrame, images_per_class: int, options: list[str] | None = None) -> alt.Chart:
+def learning_curves(curves: pd.DataFrame, images_per_class: int, options: list[str] | None = None) -> dict:
     """Predicted accuracy against images per class: the 80% interval as a band and as a bar at your k, the median
     as a line (dashed where extrapolated), your k as a grey rule."""
     data = curves if options is None else curves[curves["option"].isin(options)]
     data = data.assign(name=_names(data), family=data["method"].map(family_label))
-    columns = ["name", "family", "images_per_class", "acc_low", "acc_median", "acc_high", "extrapolated"]
-    data = data[columns]
+    data = data[["name", "family", "images_per_class", "acc_low", "acc_median", "acc_high", "extrapolated"]]
+    return _spec(_learning_curves_layout(), {"k": f"{images_per_class:,}"}, curves=data, segments=_segments(data),
+                 at_k=data[data["images_per_class"] == images_per_class],
+                 your_k=pd.DataFrame({"k": [images_per_class]}))
+
+
+@functools.cache
+def _learning_curves_layout() -> dict:
     x = alt.X("images_per_class:Q", scale=alt.Scale(type="log"), title="Images per class (k)")
     colour = alt.Color("name:N", title="Option", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400,
                                                                    symbolType="stroke", symbolOpacity=1,
@@ -93,26 +124,25 @@ def learning_curves(curves: pd.DataFrame, images_per_class: int, options: list[s
                alt.Tooltip("acc_median:Q", title="median", format=".1%"),
                alt.Tooltip("acc_low:Q", title="80% low", format=".1%"),
                alt.Tooltip("acc_high:Q", title="80% high", format=".1%")]
-    band = alt.Chart(data).mark_area(opacity=0.13).encode(
+    band = alt.Chart(alt.NamedData("curves")).mark_area(opacity=0.13).encode(
         x=x, y=alt.Y("acc_low:Q", title="Predicted test accuracy", axis=alt.Axis(format="%")),
         y2=alt.Y2("acc_high:Q"), color=colour)
-    line = alt.Chart(_segments(data)).mark_line(strokeWidth=2.5).encode(
+    line = alt.Chart(alt.NamedData("segments")).mark_line(strokeWidth=2.5).encode(
         x=x, y=alt.Y("acc_median:Q"), color=colour, detail=alt.Detail("segment:N"),
         strokeDash=alt.StrokeDash("kind:N", title="Curve", scale=alt.Scale(domain=[WITHIN, BEYOND],
                                                                             range=[[1, 0], [6, 4]]),
                                   legend=alt.Legend(orient="bottom", columns=1, labelLimit=400, symbolType="stroke",
                                                     symbolSize=500, symbolStrokeWidth=2.5)),
         tooltip=tooltip)
-    at_k = data[data["images_per_class"] == images_per_class]
-    ticks = alt.Chart(at_k).mark_point(filled=True, size=60, opacity=1).encode(x=x, y=alt.Y("acc_median:Q"),
-                                                                               color=colour, tooltip=tooltip)
-    your_k = alt.Chart(alt.Data(values=[{"k": images_per_class}])).mark_rule(
-        color="#555", strokeDash=[2, 3], strokeWidth=1.5).encode(x=alt.X("k:Q"))
+    ticks = alt.Chart(alt.NamedData("at_k")).mark_point(filled=True, size=60, opacity=1).encode(
+        x=x, y=alt.Y("acc_median:Q"), color=colour, tooltip=tooltip)
+    your_k = alt.Chart(alt.NamedData("your_k")).mark_rule(color="#555", strokeDash=[2, 3], strokeWidth=1.5).encode(
+        x=alt.X("k:Q"))
     return alt.layer(band, your_k, line, ticks).properties(
         title=_title("Predicted accuracy by images per class",
-                     f"Grey dotted line: your k = {images_per_class:,}. Shaded: each option's 80% interval.",
+                     "Grey dotted line: your k = ⟨k⟩. Shaded: each option's 80% interval.",
                      "Dashed: extrapolated outside what the study measured (k, or without a probe the class count)."),
-        width=620, height=300)
+        width=620, height=300).to_dict()
 
 
 def _cost_values(options: pd.DataFrame, column: str) -> tuple[pd.Series, str]:
@@ -124,7 +154,7 @@ def _cost_values(options: pd.DataFrame, column: str) -> tuple[pd.Series, str]:
 
 
 def accuracy_vs_cost(options: pd.DataFrame, cost_column: str = "total_usd", budget: float | None = None,
-                     recommended: str | None = None) -> alt.Chart:
+                     recommended: str | None = None) -> dict:
     """A dot plot, one row per option (so options with equal costs stay apart): the predicted accuracy with its
     80% interval, and the chosen cost with your budget as a red rule. Faded options are off the Pareto front of
     accuracy vs money; a cross marks an option that breaks a budget; the recommended option is in bold."""
@@ -137,18 +167,33 @@ def accuracy_vs_cost(options: pd.DataFrame, cost_column: str = "total_usd", budg
         broken=options["violations"].map(lambda names: ", ".join(names) if len(names) else "none"),
         basis=options["cost_basis"].map(readable))
     chosen = data.loc[data["option"] == recommended, "name"]
-    data = data[["name", "family", "acc_low", "acc_median", "acc_high", "cost", "cost_text", "front", "status",
-                 "broken", "basis"]]  # names only: the study's ids stay out of the chart
-    order = data.sort_values("acc_median", ascending=False)["name"].tolist()
-    bold = alt.expr(f"datum.value == {chosen.iloc[0]!r} ? 'bold' : 'normal'") if len(chosen) else "normal"
-    y = alt.Y("name:N", sort=order, title=None, axis=alt.Axis(labelLimit=260, labelFontWeight=bold))
+    data = data.sort_values("acc_median", ascending=False, kind="stable").assign(rank=range(len(data)))
+    data = data[["name", "rank", "family", "acc_low", "acc_median", "acc_high", "cost", "cost_text", "front",
+                 "status", "broken", "basis"]]  # names only: the study's ids stay out of the chart
+    positive = data["cost"][data["cost"] > 0]
+    log_scale = bool(len(positive) == len(data) and positive.max() / positive.min() > 20)
+    datasets = {"options": data}
+    placeholders = {"cost": COSTS[cost_column][0], "cost_lower": _lower(COSTS[cost_column][0]),
+                    "axis_title": axis_title, "chosen": json.dumps(chosen.iloc[0] if len(chosen) else None)}
+    if budget is not None:
+        shown_budget = budget / time_unit(options[cost_column])[1] if cost_column in ("time_h", "human_hours") \
+            else budget
+        datasets["budget"] = pd.DataFrame({"budget": [shown_budget]})
+        placeholders["budget"] = format_amount(cost_column, budget)
+    return _spec(_accuracy_vs_cost_layout(log_scale, budget is not None), placeholders, **datasets)
+
+
+@functools.cache
+def _accuracy_vs_cost_layout(log_scale: bool, with_budget: bool) -> dict:
+    y = alt.Y("name:N", sort=alt.EncodingSortField("rank", op="min"), title=None,
+              axis=alt.Axis(labelLimit=260, labelFontWeight=alt.expr("datum.value == ⟨chosen⟩ ? 'bold' : 'normal'")))
     colour = alt.Color("family:N", title="Family", scale=FAMILY_SCALE, legend=alt.Legend(orient="bottom"))
     opacity = alt.Opacity("front:O", scale=alt.Scale(domain=["on the Pareto front", "dominated"], range=[1.0, 0.35]),
                           legend=None)
     tooltip = [alt.Tooltip("name:N", title="option"), alt.Tooltip("acc_median:Q", title="median", format=".1%"),
                alt.Tooltip("acc_low:Q", title="80% low", format=".1%"),
                alt.Tooltip("acc_high:Q", title="80% high", format=".1%"),
-               alt.Tooltip("cost_text:N", title=COSTS[cost_column][0]), alt.Tooltip("front:N", title="Pareto"),
+               alt.Tooltip("cost_text:N", title="⟨cost⟩"), alt.Tooltip("front:N", title="Pareto"),
                alt.Tooltip("broken:N", title="budgets broken"), alt.Tooltip("basis:N", title="cost basis")]
     base = alt.Chart()  # the data once, at the top
     accuracy = alt.layer(
@@ -160,26 +205,21 @@ def accuracy_vs_cost(options: pd.DataFrame, cost_column: str = "total_usd", budg
         base.mark_point(filled=True, size=90).encode(x="acc_median:Q", y=y, color=colour, opacity=opacity,
                                                      tooltip=tooltip),
     ).properties(width=300, height=alt.Step(30))
-    positive = data["cost"][data["cost"] > 0]
-    log_scale = len(positive) == len(data) and positive.max() / positive.min() > 20
-    x_cost = alt.X("cost:Q", title=axis_title, scale=alt.Scale(type="log") if log_scale else alt.Scale(zero=True))
+    x_cost = alt.X("cost:Q", title="⟨axis_title⟩", scale=alt.Scale(type="log") if log_scale else alt.Scale(zero=True))
     cost_layers = [base.mark_point(filled=True, size=90).encode(
-        x=x_cost, y=alt.Y("name:N", sort=order, axis=None), color=colour, opacity=opacity,
+        x=x_cost, y=alt.Y("name:N", sort=alt.EncodingSortField("rank", op="min"), axis=None), color=colour,
+        opacity=opacity, tooltip=tooltip,
         shape=alt.Shape("status:N", legend=None,
-                        scale=alt.Scale(domain=["within budgets", "breaks a budget"], range=["circle", "cross"])),
-        tooltip=tooltip)]
+                        scale=alt.Scale(domain=["within budgets", "breaks a budget"], range=["circle", "cross"])))]
     subtitle = ["Bold: recommended. Faded: off the Pareto front of accuracy vs money.",
                 "A cross: the option breaks one of your budgets."]
-    if budget is not None:
-        shown_budget = budget / time_unit(options[cost_column])[1] if cost_column in ("time_h", "human_hours") \
-            else budget
-        cost_layers.append(alt.Chart(alt.Data(values=[{"budget": shown_budget}])).mark_rule(
+    if with_budget:
+        cost_layers.append(alt.Chart(alt.NamedData("budget")).mark_rule(
             color="red", strokeDash=[6, 3], strokeWidth=2).encode(x=alt.X("budget:Q")))
-        subtitle.append(f"Red line: your budget, {format_amount(cost_column, budget)}.")
+        subtitle.append("Red line: your budget, ⟨budget⟩.")
     cost = alt.layer(*cost_layers).properties(width=280, height=alt.Step(30))
-    return alt.hconcat(accuracy, cost, spacing=14, data=data).properties(
-        autosize=COMPOUND_AUTOSIZE, title=_title(f"Accuracy and {_lower(COSTS[cost_column][0])} per option",
-                                                 *subtitle))
+    return alt.hconcat(accuracy, cost, spacing=14, data=alt.NamedData("options")).properties(
+        autosize=COMPOUND_AUTOSIZE, title=_title("Accuracy and ⟨cost_lower⟩ per option", *subtitle)).to_dict()
 
 
 def _lower(label: str) -> str:
@@ -211,46 +251,47 @@ COMPONENT_COLOURS = {"compute": "#4c78a8", "labour": "#f58518", "device": "#54a2
                      "data-centre overhead (PUE)": "#b7dfa9", "CO₂": "#7f7f7f"}
 
 
-def cost_breakdown(options: pd.DataFrame, budgets: dict[str, float] | None = None) -> alt.Chart:
+def cost_breakdown(options: pd.DataFrame, budgets: dict[str, float] | None = None) -> dict:
     """One small bar chart per cost (own scale and unit each, named above it), money stacked into compute and
     labour, energy into the device and the data-centre overhead; a red rule where you set a budget. One dataset
-    and one faceted spec (quick to serialise); panels without a budget draw an invisible rule at 0, so every
-    extent is finite."""
+    and one faceted spec; panels without a budget draw an invisible rule at 0, so every extent is finite."""
     frame = cost_breakdown_frame(options, budgets)
-    order = _names(options.sort_values("acc_median", ascending=False))
-    parts = []
-    for column in MEASURE_ORDER:
-        part = frame[frame["column"] == column].copy()
-        per, panel = 1.0, cost_label(column)
-        if column in ("time_h", "human_hours"):
-            unit, per = time_unit(part.groupby("option")["value"].sum())
-            panel = f"{COSTS[column][0]} ({unit})"
-        part["panel"] = panel
-        part["shown"] = part["value"] / per
-        part["limit"] = (part["budget"] / per).fillna(0.0)
-        part["has_budget"] = part["budget"].notna().astype(int)
-        part["amount"] = [format_amount("energy_kwh" if c == "energy_kwh_with_pue" else c, v)
-                          for c, v in zip(part["column"], part["value"])]
-        parts.append(part)
-    data = pd.concat(parts, ignore_index=True)[["panel", "name", "component", "shown", "limit", "has_budget",
-                                                "amount"]]  # names only: the study's ids stay out of the chart
+    rank = {name: position for position, name in enumerate(_names(options.sort_values("acc_median", ascending=False,
+                                                                                      kind="stable")))}
+    panel = {column: cost_label(column) for column in MEASURE_ORDER}
+    per = dict.fromkeys(MEASURE_ORDER, 1.0)
+    for column in ("time_h", "human_hours"):
+        unit, per[column] = time_unit(frame[frame["column"] == column].groupby("option")["value"].sum())
+        panel[column] = f"{COSTS[column][0]} ({unit})"
+    shown_per = frame["column"].map(per)
+    data = frame.assign(
+        panel=frame["column"].map(panel), panel_rank=frame["column"].map(MEASURE_ORDER.index),
+        rank=frame["name"].map(rank), shown=frame["value"] / shown_per,
+        limit=(frame["budget"].astype(float) / shown_per).fillna(0.0), has_budget=frame["budget"].notna().astype(int),
+        amount=[format_amount("energy_kwh" if c == "energy_kwh_with_pue" else c, v)
+                for c, v in zip(frame["column"], frame["value"])]).sort_values("panel_rank", kind="stable")
+    data = data[["panel", "panel_rank", "name", "rank", "component", "shown", "limit", "has_budget", "amount"]]
+    return _spec(_cost_breakdown_layout(), {}, costs=data)  # names only: the study's ids stay out of the chart
+
+
+@functools.cache
+def _cost_breakdown_layout() -> dict:
     colour = alt.Color("component:N", title="Component", legend=alt.Legend(orient="bottom"),
                        scale=alt.Scale(domain=list(COMPONENT_COLOURS), range=list(COMPONENT_COLOURS.values())))
     x_axis = alt.Axis(tickCount=4, format=",~r", labelOverlap="greedy")
     bars = alt.Chart().mark_bar().encode(
         x=alt.X("sum(shown):Q", title=None, axis=x_axis),
-        y=alt.Y("name:N", sort=order, title=None, axis=alt.Axis(labelLimit=230)), color=colour,
-        tooltip=[alt.Tooltip("name:N", title="option"), alt.Tooltip("component:N"),
-                 alt.Tooltip("amount:N", title="amount")])
+        y=alt.Y("name:N", sort=alt.EncodingSortField("rank", op="min"), title=None, axis=alt.Axis(labelLimit=230)),
+        color=colour, tooltip=[alt.Tooltip("name:N", title="option"), alt.Tooltip("component:N"),
+                               alt.Tooltip("amount:N", title="amount")])
     rule = alt.Chart().transform_aggregate(limit="max(limit)", has_budget="max(has_budget)").mark_rule(
         color="red", strokeDash=[6, 3], strokeWidth=2).encode(
         x=alt.X("limit:Q"), opacity=alt.condition("datum.has_budget > 0", alt.value(1.0), alt.value(0.0)))
-    panels = list(dict.fromkeys(data["panel"]))
-    return alt.layer(bars, rule, data=data).properties(width=230, height=alt.Step(18)).facet(
-        facet=alt.Facet("panel:N", title=None, sort=panels, header=alt.Header(labelFontWeight="bold",
-                                                                             labelFontSize=12)),
+    return alt.layer(bars, rule, data=alt.NamedData("costs")).properties(width=230, height=alt.Step(18)).facet(
+        facet=alt.Facet("panel:N", title=None, sort=alt.EncodingSortField("panel_rank", op="min"),
+                        header=alt.Header(labelFontWeight="bold", labelFontSize=12)),
         columns=2, spacing=alt.RowColnumber(row=16, column=28)).resolve_scale(x="independent").properties(
-        title=_title("What each option costs", "Red dashed line: your budget, where you set one."))
+        title=_title("What each option costs", "Red dashed line: your budget, where you set one.")).to_dict()
 
 
 def evidence_accuracy_by_k(runs: pd.DataFrame) -> alt.Chart:
@@ -294,18 +335,18 @@ def evidence_accuracy_vs_time(runs: pd.DataFrame) -> alt.Chart:
 _fonts_registered = False
 
 
-def to_png(chart: alt.TopLevelMixin, scale: float = 1.5) -> bytes:
-    """PNG of a chart for the PDF reports, rendered offline with DejaVu so CO₂ shows."""
+def to_png(spec: dict, scale: float = 1.5) -> bytes:
+    """PNG of a chart's Vega-Lite spec for the PDF reports, rendered offline with DejaVu so CO₂ shows."""
     global _fonts_registered
     import vl_convert
 
     if not _fonts_registered and FONT_DIR.is_dir():
         vl_convert.register_font_directory(str(FONT_DIR))
         _fonts_registered = True
-    spec = chart.configure(font="DejaVu Sans").to_dict()
+    spec = {**spec, "config": {**spec.get("config", {}), "font": "DejaVu Sans"}}
     return vl_convert.vegalite_to_png(spec, vl_version=VEGALITE_VERSION, scale=scale)
 
 
 def warm_up_renderer() -> None:
     """Start vl-convert's JavaScript engine (about a second on first use) before a PDF is asked for."""
-    to_png(alt.Chart(alt.Data(values=[{"x": 1}])).mark_point().encode(x=alt.X("x:Q")), scale=1.0)
+    to_png(alt.Chart(alt.Data(values=[{"x": 1}])).mark_point().encode(x=alt.X("x:Q")).to_dict(), scale=1.0)

@@ -120,14 +120,14 @@ cost_column = st.selectbox("Cost to compare the options on", axes, format_func=l
                            key="cost_axis", index=axes.index(broken[0]) if broken else 0)
 budget_for_axis = next((limit for name, limit in answers.budgets.items() if BUDGET_COLUMNS[name] == cost_column),
                        None)
-st.vega_lite_chart(spec=charts.spec(charts.accuracy_vs_cost(advice.options, cost_column, budget_for_axis,
-                                                             advice.recommended)), theme=None)
+st.vega_lite_chart(spec=charts.accuracy_vs_cost(advice.options, cost_column, budget_for_axis, advice.recommended),
+                  theme=None)
 show_all = st.toggle("Every option's learning curve (else the recommended option and the best of the other family)",
                      key="all_curves")
 shown = None if show_all else charts.fe_vs_ft_options(advice.options, advice.recommended)
-st.vega_lite_chart(spec=charts.spec(charts.learning_curves(advice.curves, answers.images_per_class, shown)),
-                  width="content", theme=None)
-st.vega_lite_chart(spec=charts.spec(charts.cost_breakdown(advice.options, answers.budgets)), theme=None)
+st.vega_lite_chart(spec=charts.learning_curves(advice.curves, answers.images_per_class, shown), width="content",
+                  theme=None)
+st.vega_lite_chart(spec=charts.cost_breakdown(advice.options, answers.budgets), theme=None)
 
 st.markdown("#### Every option")
 table = options_table(advice.options)
