@@ -70,6 +70,15 @@ def test_charts_name_options_mark_your_k_the_budget_and_log_no_infinite_extents(
     assert charts.to_png(charts.cost_breakdown(advice.options)).startswith(b"\x89PNG")
 
 
+@pytest.mark.parametrize("log_scale", [False, True])
+@pytest.mark.parametrize("with_budget", [False, True])
+def test_every_variant_of_the_accuracy_and_cost_layout_is_valid_vega_lite(log_scale, with_budget):
+    layout = vega_lite_checked(charts._accuracy_vs_cost_layout(log_scale, with_budget))
+    scale = layout["hconcat"][1]["layer"][0]["encoding"]["x"]["scale"]
+    assert (scale.get("type") == "log") == log_scale
+    assert ("⟨budget⟩" in str(layout["title"])) == with_budget
+
+
 def test_each_chart_carries_its_own_data_and_the_recommended_option_in_bold(advisor):
     """The layouts are memoised: two different answers must still give two charts of their own."""
     small = advisor.advise(Questionnaire(n_classes=5, images_per_class=3, hardware="cpu_2core"), Assumptions())

@@ -116,13 +116,18 @@ def guidelines(current: Evidence) -> list:
     return _guidelines(current.fingerprint, current.tables)
 
 
-@st.cache_resource
-def warm_pdf_renderer() -> threading.Thread:
-    """Once per server: start the chart renderer in the background while the user reads the page, so the first
-    PDF download does not pay for it."""
+def _warm_up_pdf() -> None:
+    from webapp import report  # noqa: F401  fpdf2 and PIL, off the advice's path
     from webapp.charts import warm_up_renderer
 
-    thread = threading.Thread(target=warm_up_renderer, name="warm-pdf-renderer", daemon=True)
+    warm_up_renderer()
+
+
+@st.cache_resource
+def warm_pdf_renderer() -> threading.Thread:
+    """Once per server: load the PDF writer and start the chart renderer in the background while the user reads
+    the page, so the first PDF download does not pay for them."""
+    thread = threading.Thread(target=_warm_up_pdf, name="warm-pdf-renderer", daemon=True)
     thread.start()
     return thread
 

@@ -32,8 +32,8 @@ if submitted is None and not ui.link_has_answers(params):
     st.stop()
 st.query_params.from_dict({**answers.to_query(), **ui.assumptions_to_query(assumptions)})
 
-# Imported only now that advice is wanted (scikit-learn, Altair, fpdf2), so a cold start shows the form sooner.
-from webapp import charts, fixes, report  # noqa: E402
+# Imported only now that advice is wanted (scikit-learn, Altair), so a cold start shows the form sooner.
+from webapp import charts, fixes  # noqa: E402
 from recommender.advise import BUDGET_COLUMNS  # noqa: E402
 
 advisor = ui.advisor(evidence)
@@ -148,11 +148,18 @@ summary = evidence_summary(evidence.tables)
 provenance = ui.sources(evidence)
 ui.warm_pdf_renderer()
 link = ui.share_link(answers, assumptions)
+
+
+def personal_report_pdf() -> bytes:
+    from webapp import report  # fpdf2 loads when a report is asked for (or in the warm-up), not on a cold link
+
+    return report.personal_report(advice, report.chart_pngs(advice, cost_column), summary, Assumptions(),
+                                  ASSUMPTION_SOURCES, link, provenance, evaluation)
+
+
 pdf_column, csv_column = st.columns(2)
-pdf_column.download_button(
-    "Download your report (PDF)", on_click="ignore", file_name="extract-or-tune-report.pdf", mime="application/pdf",
-    data=lambda: report.personal_report(advice, report.chart_pngs(advice, cost_column), summary, Assumptions(),
-                                        ASSUMPTION_SOURCES, link, provenance, evaluation))
+pdf_column.download_button("Download your report (PDF)", on_click="ignore", file_name="extract-or-tune-report.pdf",
+                           mime="application/pdf", data=personal_report_pdf)
 csv_column.download_button("Download every option (CSV)", on_click="ignore", file_name="extract-or-tune-options.csv",
                            mime="text/csv", data=options_csv(advice.options).to_csv(index=False))
 st.markdown("**Link to these answers** (copy it to share the advice)")
