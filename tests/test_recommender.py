@@ -529,6 +529,25 @@ def test_the_rationale_says_when_the_closest_datasets_fine_tuning_gained_from_a_
     assert all("Twice the fine-tuning budget" not in line for line in others)
 
 
+def test_the_closest_task_quotes_its_best_measured_extraction_and_fine_tuning_at_the_nearest_k(advisor):
+    """Recomputed from the evidence rows: at the nearest k where both families were measured, the most accurate
+    extraction and fine-tuning of the closest dataset, with their accuracies and the gap."""
+    near = advisor.descriptors_.iloc[0]
+    advice = advisor.advise(Questionnaire(n_classes=int(near["n_classes"]), images_per_class=30,
+                                          domain=near["domain"]))
+    line = next(line for line in advice.rationale if line.startswith("Closest measured task")
+                and f" {near['dataset']} at " in line)
+    rows = advisor.rows_[advisor.rows_["dataset"] == near["dataset"]].assign(
+        k=lambda r: r["images_per_class"].round(), finetuning=lambda r: r["method"].str.startswith("ft_"))
+    both = sorted(set(rows.loc[rows["finetuning"], "k"]) & set(rows.loc[~rows["finetuning"], "k"]))
+    nearest = min(both, key=lambda k: abs(np.log2(k / 30)))
+    at_k = rows[rows["k"] == nearest]
+    fe = at_k[~at_k["finetuning"]]["accuracy"].max()
+    ft = at_k[at_k["finetuning"]]["accuracy"].max()
+    assert f"at {nearest:g} images per class" in line, line
+    assert f"{100 * fe:.1f}%" in line and f"{100 * ft:.1f}%" in line and f"({100 * (ft - fe):+.1f} points)" in line
+
+
 def test_the_pilot_guideline_compares_each_pilot_with_the_gain_measured_later(tables):
     """Its numbers are the pilots' gains over the best probed extraction and the study's best-FT minus best-FE
     gains, recomputed here from the tables; a dataset whose fine-tuning is not yet measured at k = 100 and at its
