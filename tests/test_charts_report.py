@@ -10,7 +10,7 @@ from altair.vegalite.v6.schema import load_schema
 from pypdf import PdfReader
 
 from evidence_snapshot import snapshot_db
-from webapp import charts, fixes, report
+from webapp import altair_charts, charts, fixes, report
 from recommender.advise import Advisor
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import load_tables
@@ -73,10 +73,28 @@ def test_charts_name_options_mark_your_k_the_budget_and_log_no_infinite_extents(
 @pytest.mark.parametrize("log_scale", [False, True])
 @pytest.mark.parametrize("with_budget", [False, True])
 def test_every_variant_of_the_accuracy_and_cost_layout_is_valid_vega_lite(log_scale, with_budget):
-    layout = vega_lite_checked(charts._accuracy_vs_cost_layout(log_scale, with_budget))
+    layout = vega_lite_checked(altair_charts.accuracy_vs_cost_layout(log_scale, with_budget))
     scale = layout["hconcat"][1]["layer"][0]["encoding"]["x"]["scale"]
     assert (scale.get("type") == "log") == log_scale
     assert ("⟨budget⟩" in str(layout["title"])) == with_budget
+
+
+def test_the_layouts_are_built_once_persisted_and_read_back_by_the_next_server(tmp_path, monkeypatch, advice):
+    monkeypatch.setenv("EOT_CACHE_DIR", str(tmp_path))
+    charts.layouts.cache_clear()
+    built = charts.layouts()
+    assert list((tmp_path / "models").glob("chart-layouts-*.pkl"))
+    assert set(built) == {"learning_curves", "cost_breakdown"} | {
+        ("accuracy_vs_cost", log_scale, with_budget) for log_scale in (False, True) for with_budget in (False, True)}
+    charts.layouts.cache_clear()  # a fresh server: reads them, never builds (nor imports Altair)
+
+    def refuse():
+        raise AssertionError("built again although persisted")
+
+    monkeypatch.setattr(charts, "_build_layouts", refuse)
+    assert charts.layouts() == built
+    assert charts.learning_curves(advice.curves, 20)["layer"] == built["learning_curves"]["layer"]
+    charts.layouts.cache_clear()
 
 
 def test_each_chart_carries_its_own_data_and_the_recommended_option_in_bold(advisor):

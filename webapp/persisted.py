@@ -1,6 +1,6 @@
 """Fitted models persisted on disk, so a fresh server answers a shared link without refitting:
-``python -m webapp.persisted [--db PATH]`` fits and persists them ahead (``scripts/bootstrap.sh`` does, for the
-shipped evidence, so even a fresh checkout's first server reads them).
+``python -m webapp.persisted [--db PATH]`` fits and persists them ahead, with the advisor charts' layouts
+(``scripts/bootstrap.sh`` does, for the shipped evidence, so even a fresh checkout's first server reads them).
 
 Fitting the advisor takes seconds (2-2.5 s on an idle AVX2 EPYC); reading it back takes milliseconds. A model is
 stored under a key made of the evidence's fingerprint and a hash of the code that fits it (``recommender`` and
@@ -136,6 +136,9 @@ def main(argv=None) -> int:
     for name in MODELS:
         fitted(name, fingerprint, tables)
         print(f"{name}: {model_path(name, fingerprint)}")
+    from webapp.charts import layouts
+
+    print(f"chart layouts: {len(layouts())}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Evidence explorer: filter the measured runs, chart them, download the filtered rows."""
 import streamlit as st
 
-from webapp import charts, ui
+from webapp import altair_charts, ui
 from study.labels import backbone_label
 from webapp.presentation import ENERGY_SOURCES, method_label
 from webapp.provenance import hardware_descriptions
@@ -30,8 +30,8 @@ st.metric("Runs selected", f"{len(selected):,} of {len(runs):,}")
 if selected.empty:
     st.info("No run matches these filters.")
     st.stop()
-st.altair_chart(charts.evidence_accuracy_by_k(selected), theme=None)
-st.altair_chart(charts.evidence_accuracy_vs_time(selected), width="stretch", theme=None)
+st.altair_chart(altair_charts.evidence_accuracy_by_k(selected), theme=None)
+st.altair_chart(altair_charts.evidence_accuracy_vs_time(selected), width="stretch", theme=None)
 st.caption(f"Energy: CPU runs are {ENERGY_SOURCES['estimated']}; GPU runs are {ENERGY_SOURCES['nvml']}.")
 table = selected.assign(
     method_name=selected["method"].map(method_label), backbone_name=selected["backbone"].map(backbone_label),
