@@ -35,6 +35,7 @@ def title(text: str, *subtitle: str) -> alt.TitleParams:
 
 
 def learning_curves_layout() -> dict:
+    """``charts.learning_curves``: datasets ``curves``, ``segments``, ``at_k``, ``your_k``; placeholder ``k``."""
     x = alt.X("images_per_class:Q", scale=alt.Scale(type="log"), title="Images per class (k)")
     colour = alt.Color("name:N", title="Option", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400,
                                                                    symbolType="stroke", symbolOpacity=1,
@@ -65,6 +66,8 @@ def learning_curves_layout() -> dict:
 
 
 def accuracy_vs_cost_layout(log_scale: bool, with_budget: bool) -> dict:
+    """``charts.accuracy_vs_cost``: datasets ``options`` (and ``budget``); placeholders ``chosen`` (a JSON string),
+    ``cost``, ``cost_lower``, ``axis_title`` (and ``budget``)."""
     y = alt.Y("name:N", sort=alt.EncodingSortField("rank", op="min"), title=None,
               axis=alt.Axis(labelLimit=260, labelFontWeight=alt.expr("datum.value == ⟨chosen⟩ ? 'bold' : 'normal'")))
     colour = alt.Color("family:N", title="Family", scale=FAMILY_SCALE, legend=alt.Legend(orient="bottom"))
@@ -103,6 +106,7 @@ def accuracy_vs_cost_layout(log_scale: bool, with_budget: bool) -> dict:
 
 
 def cost_breakdown_layout() -> dict:
+    """``charts.cost_breakdown``: dataset ``costs``, ranked by its ``rank`` and ``panel_rank`` columns."""
     colour = alt.Color("component:N", title="Component", legend=alt.Legend(orient="bottom"),
                        scale=alt.Scale(domain=list(COMPONENT_COLOURS), range=list(COMPONENT_COLOURS.values())))
     x_axis = alt.Axis(tickCount=4, format=",~r", labelOverlap="greedy")
