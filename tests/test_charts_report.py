@@ -1,7 +1,11 @@
 """Charts, PDF reports, wording, sources and link parsing, on advice from the real advisor fitted to a snapshot."""
 import io
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,6 +26,7 @@ from webapp.provenance import (baseline_share_sentence, evaluation_summary, eval
 from webapp.ui import (PUBLIC_URL_ENV, TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link,
                        share_link)
 
+ROOT = Path(__file__).resolve().parent.parent
 INTERNAL_ID = re.compile(r"\b(fe|ft)_(linear|fne|full|partial)\b|\b(mobilenetv2_100|efficientnet_lite\d)\b")
 
 
@@ -95,6 +100,17 @@ def test_the_layouts_are_built_once_persisted_and_read_back_by_the_next_server(t
     assert charts.layouts() == built
     assert charts.learning_curves(advice.curves, 20)["layer"] == built["learning_curves"]["layer"]
     charts.layouts.cache_clear()
+
+
+def test_a_cold_server_answers_without_importing_altair_or_the_pdf_writer(tmp_path):
+    """The advisor page's modules and its three charts, in fresh interpreters: the first server builds and persists
+    the layouts (with Altair); the next one reads them and imports neither Altair nor fpdf2 (half a second)."""
+    code = ("import sys; from webapp import charts, fixes, presentation, provenance, ui; charts.layouts(); "
+            "print(sorted({'altair', 'fpdf'} & set(sys.modules)))")
+    env = {**os.environ, "EOT_CACHE_DIR": str(tmp_path)}
+    imported = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                               check=True).stdout.strip().splitlines()[-1] for _ in range(2)]
+    assert imported == ["['altair']", "[]"]
 
 
 def test_each_chart_carries_its_own_data_and_the_recommended_option_in_bold(advisor):
