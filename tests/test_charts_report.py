@@ -118,7 +118,7 @@ def test_each_chart_carries_its_own_data_and_the_recommended_option_in_bold(advi
     small = advisor.advise(Questionnaire(n_classes=5, images_per_class=3, hardware="cpu_2core"), Assumptions())
     large = advisor.advise(Questionnaire(n_classes=5, images_per_class=300, hardware="h100",
                                          budget_wall_time_h=2.0), Assumptions())
-    for one, other in ((small, large), (large, small)):
+    for one in (small, large):
         k = one.questionnaire.images_per_class
         curves = charts.learning_curves(one.curves, k)
         assert curves["datasets"]["your_k"] == [{"k": k}] and f"your k = {k:,}" in str(curves["title"])

@@ -88,6 +88,13 @@ def _names(frame: pd.DataFrame) -> list[str]:
     return [short_option_label(m, b) for m, b in zip(frame["method"], frame["backbone"])]
 
 
+def _accuracy_rank(options: pd.DataFrame) -> dict[str, int]:
+    """Each option's name and its place by predicted median accuracy (0: the most accurate): the order of the rows
+    in the accuracy-and-cost and cost charts."""
+    ordered = options.sort_values("acc_median", ascending=False, kind="stable")
+    return {name: place for place, name in enumerate(_names(ordered))}
+
+
 def time_unit(hours: pd.Series) -> tuple[str, float]:
     """The unit a person reads a set of durations in (s, min, h) and hours per unit."""
     largest = float(hours.max()) if len(hours) else 0.0
@@ -146,7 +153,7 @@ def accuracy_vs_cost(options: pd.DataFrame, cost_column: str = "total_usd", budg
         broken=options["violations"].map(lambda names: ", ".join(names) if len(names) else "none"),
         basis=options["cost_basis"].map(readable))
     chosen = data.loc[data["option"] == recommended, "name"]
-    data = data.sort_values("acc_median", ascending=False, kind="stable").assign(rank=range(len(data)))
+    data = data.assign(rank=data["name"].map(_accuracy_rank(options))).sort_values("rank")
     data = data[["name", "rank", "family", "acc_low", "acc_median", "acc_high", "cost", "cost_text", "front",
                  "status", "broken", "basis"]]  # names only: the study's ids stay out of the chart
     positive = data["cost"][data["cost"] > 0]
@@ -192,8 +199,6 @@ def cost_breakdown(options: pd.DataFrame, budgets: dict[str, float] | None = Non
     labour, energy into the device and the data-centre overhead; a red rule where you set a budget. One dataset
     and one faceted spec; panels without a budget draw an invisible rule at 0, so every extent is finite."""
     frame = cost_breakdown_frame(options, budgets)
-    rank = {name: position for position, name in enumerate(_names(options.sort_values("acc_median", ascending=False,
-                                                                                      kind="stable")))}
     panel = {column: cost_label(column) for column in MEASURE_ORDER}
     per = dict.fromkeys(MEASURE_ORDER, 1.0)
     for column in ("time_h", "human_hours"):
@@ -202,7 +207,7 @@ def cost_breakdown(options: pd.DataFrame, budgets: dict[str, float] | None = Non
     shown_per = frame["column"].map(per)
     data = frame.assign(
         panel=frame["column"].map(panel), panel_rank=frame["column"].map(MEASURE_ORDER.index),
-        rank=frame["name"].map(rank), shown=frame["value"] / shown_per,
+        rank=frame["name"].map(_accuracy_rank(options)), shown=frame["value"] / shown_per,
         limit=(frame["budget"].astype(float) / shown_per).fillna(0.0), has_budget=frame["budget"].notna().astype(int),
         amount=[format_amount("energy_kwh" if c == "energy_kwh_with_pue" else c, v)
                 for c, v in zip(frame["column"], frame["value"])]).sort_values("panel_rank", kind="stable")

@@ -32,7 +32,7 @@ if submitted is None and not ui.link_has_answers(params):
     st.stop()
 st.query_params.from_dict({**answers.to_query(), **ui.assumptions_to_query(assumptions)})
 
-# Imported only now that advice is wanted (scikit-learn, Altair), so a cold start shows the form sooner.
+# Imported only now that advice is wanted (scikit-learn, the charts), so a cold start shows the form sooner.
 from webapp import charts, fixes  # noqa: E402
 from recommender.advise import BUDGET_COLUMNS  # noqa: E402
 
