@@ -60,7 +60,7 @@ def embed(model: torch.nn.Module, images: np.ndarray, cfg: dict, device: torch.d
 
 
 def _cache_path(data: ImageData, backbone: str, device: torch.device) -> str:
-    key = hashlib.sha256(json.dumps([data.info.name, data.info.n_train_pool, data.info.n_test,
+    key = hashlib.sha256(json.dumps([data.info.name, data.content_key, data.info.n_train_pool, data.info.n_test,
                                      int(data.train_labels.sum()), backbone, data.resolution,
                                      device.type, precision.describe(device)]).encode()).hexdigest()[:12]
     return str(cache_root() / "features" / f"{data.info.name}-{backbone}-{data.resolution}px-{device.type}-{key}.npz")

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from study.datasets import (DatasetError, dataset_info, dataset_name, list_datasets, load_images,
+from study.datasets import (DatasetError, dataset_info, dataset_name, is_grey, list_datasets, load_images,
                             native_shorter_side, to_square)
 from study.labels import backbone_label, probed_option_label
 from study.upload import UploadError, intake
@@ -299,7 +299,7 @@ def probe(source: str | Path, progress: Callable[[float, str], None] | None = No
                     if image.width * image.height > MAX_PIXELS_PER_IMAGE:
                         raise OSError(f"{image.width}x{image.height} exceeds {MAX_PIXELS_PER_IMAGE:,} pixels")
                     sizes.append(min(image.size))
-                    colours.append(image.mode not in ("L", "1", "I;16", "I"))
+                    colours.append(not is_grey(image.mode))
                 images.append(to_square(path, PROBE_RESOLUTION, 3))
                 kept.append(labels[index])
                 kept_test.append(in_test[index])

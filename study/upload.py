@@ -114,7 +114,8 @@ def inventory(root: Path) -> Inventory:
                 relative = str(path.relative_to(root))
                 if path.is_symlink():
                     found.skipped_links.append(relative)
-                elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not any(
+                        part.startswith(".") for part in path.relative_to(folder).parts):  # .DS_Store, macOS's ._x.jpg
                     found.files.setdefault(folder.name, []).append(path)
                     if split.name == "test" and split != root:
                         found.test_files.add(path)

@@ -3,8 +3,9 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from study.datasets import DatasetError, dataset_info, list_datasets, load_images, sample_subset
+from study.datasets import DatasetError, dataset_info, list_datasets, load_images, sample_subset, to_square
 
 SHARED = ["brain_tumor_mri", "dtd_textures10", "flowers5", "neu_steel_defects", "rsscn7_aerial"]
 
@@ -108,3 +109,96 @@ def test_folder_with_one_class_is_refused(tmp_path, shared_root):
 def test_unknown_dataset_names_the_known_ones():
     with pytest.raises(DatasetError, match="unknown dataset 'imagenet'.*flowers5"):
         dataset_info("imagenet")
+
+
+def _scans(shared_root, label: str, n: int) -> list[np.ndarray]:
+    """Real chest X-rays (8-bit grey JPEGs) as pixels."""
+    paths = sorted((shared_root / "chest_xray_pneumonia" / "train" / label).glob("*.jpg"))[:n]
+    return [np.asarray(Image.open(path).convert("L")) for path in paths]
+
+
+def _stretched(pixels: np.ndarray) -> np.ndarray:
+    low, high = float(pixels.min()), float(pixels.max())
+    return np.round((pixels - low) * 255.0 / (high - low)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("bits", [16, 12])
+def test_deep_scans_keep_their_contrast_instead_of_clipping_to_white(tmp_path, shared_root, bits):
+    """A scanner's 16-bit PNG (all 16 bits, or 12 of them) and a float TIFF decode as the 8-bit scan would."""
+    scan = _scans(shared_root, "NORMAL", 1)[0]
+    deep, floating = tmp_path / "scan.png", tmp_path / "scan.tiff"
+    Image.fromarray(scan.astype(np.uint16) * ((2 ** bits - 1) // 255)).save(deep)
+    Image.fromarray(scan.astype(np.float32) / 255).save(floating)
+    assert Image.open(deep).mode.startswith("I;16") and Image.open(floating).mode == "F"
+    expected = to_square(_stretched(scan), 64, 1).astype(int)
+    for path in (deep, floating):
+        decoded = to_square(path, 64, 1).astype(int)
+        assert np.abs(decoded - expected).max() <= 2, path.name
+
+
+def test_a_folder_of_16_bit_scans_is_read_as_grey_with_contrast(tmp_path, shared_root):
+    root = tmp_path / "scans16"
+    for label in ("NORMAL", "PNEUMONIA"):
+        for split, scans in zip(("train", "test"), (_scans(shared_root, label, 5)[:3], _scans(shared_root, label, 5)[3:])):
+            (root / split / label).mkdir(parents=True)
+            for i, scan in enumerate(scans):
+                Image.fromarray(scan.astype(np.uint16) * 257).save(root / split / label / f"{i}.png")
+    data = load_images(str(root), 32)
+    assert data.info.channels == 1 and data.train_images.shape[-1] == 1
+    assert data.train_images.mean() < 200 and data.train_images.std() > 20  # not clipped to white
+
+
+def test_a_photo_is_turned_upright_by_its_exif_orientation(tmp_path, shared_root):
+    photo = next((shared_root / "flowers5" / "train" / "daisy").glob("*.jpg"))
+    upright = Image.open(photo).convert("RGB")
+    stored = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to show
+    upright.transpose(Image.Transpose.ROTATE_90).save(stored, quality=95, exif=exif)
+    expected = to_square(np.asarray(upright), 64, 3).astype(int)
+    decoded = to_square(stored, 64, 3).astype(int)
+    sideways = to_square(np.asarray(Image.open(stored)), 64, 3).astype(int)  # the pixels as stored
+    assert np.abs(decoded - expected).mean() < 3 < np.abs(sideways - expected).mean()
+
+
+def test_a_class_kept_in_subfolders_is_read_whole_and_hidden_files_are_not(tmp_path, shared_root):
+    """As the probe reads an upload: a class per patient or per day in subfolders; macOS's ._ files skipped."""
+    root = _user_folder(tmp_path, shared_root, ["daisy", "rose"])
+    for split in ("train", "test"):
+        nested = root / split / "rose" / "day2"
+        nested.mkdir()
+        for photo in list((root / split / "rose").glob("*.jpg"))[:2]:
+            photo.rename(nested / photo.name)
+        (nested / "._copy.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    data = load_images(str(root), 32)
+    assert np.bincount(data.train_labels).tolist() == [4, 4] and data.info.n_skipped_corrupt == 0
+
+
+def test_a_colour_folder_whose_first_image_is_grey_stays_colour(tmp_path, shared_root):
+    root = _user_folder(tmp_path, shared_root, ["daisy", "rose"])
+    first = sorted((root / "train" / "daisy").glob("*.jpg"))[0]
+    Image.open(first).convert("L").save(first)
+    (root / "train" / "daisy" / "0_empty.jpg").write_bytes(b"")  # unreadable, and first in the pool
+    assert dataset_info(str(root)).channels == 3
+    for photo in root.rglob("*.jpg"):
+        if photo.stat().st_size:
+            Image.open(photo).convert("L").save(photo)
+    assert dataset_info(str(root)).channels == 1
+
+
+def test_features_of_a_folder_whose_images_changed_are_extracted_afresh(tmp_path, shared_root):
+    """Same name, classes and counts, other photos: the features cached for the first folder are not reused."""
+    import torch
+
+    from study.features import extract_features
+
+    ids = []
+    for flowers in (["daisy", "rose"], ["tulip", "sunflower"]):
+        root = _user_folder(tmp_path / flowers[0], shared_root, flowers, per_class=3)
+        for folder, name in zip(sorted((root / "train").iterdir()), ["a", "b"]):
+            folder.rename(folder.with_name(name))
+        for folder, name in zip(sorted((root / "test").iterdir()), ["a", "b"]):
+            folder.rename(folder.with_name(name))
+        data = load_images(str(root), 32)
+        ids.append(extract_features(data, "mobilenetv2_100", torch.device("cpu")).extraction["extraction_id"])
+    assert ids[0] != ids[1] and all(i.startswith("my_data-") for i in ids)

@@ -367,3 +367,14 @@ def test_study_datasets_can_store_the_pilot_with_their_probe(tmp_path, monkeypat
     assert len(rows) == 17
     pilot = rows[rows["method"] == "ft_full"]
     assert pilot[["backbone", "k", "repeats"]].values.tolist() == [["mobilenetv2_100", 20, 1]]
+
+
+def test_hidden_files_and_macos_resource_forks_are_skipped_not_decoded(flowers):
+    """A folder copied from a Mac: ``._photo.jpg`` beside each photo and a ``.DS_Store``; neither is an image."""
+    daisies = sorted((flowers / "daisy").glob("*.jpg"))
+    for photo in daisies[:2]:
+        (photo.parent / f"._{photo.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (flowers / "daisy" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    found = upload.inventory(flowers)
+    assert found.files["daisy"] == daisies
+    assert sorted(found.skipped_non_image) == sorted(["daisy/.DS_Store"] + [f"daisy/._{p.name}" for p in daisies[:2]])

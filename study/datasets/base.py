@@ -57,6 +57,7 @@ class ImageData:
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    content_key: str = ""  # which files, decoded how (the decode cache's name): caches of what was computed from them
 
 
 @dataclass
@@ -100,6 +101,11 @@ def _cap_per_class(labels: np.ndarray, cap: int, seed: int = SPLIT_SEED) -> np.n
     rng = np.random.default_rng(seed)
     keep = [rng.permutation(np.flatnonzero(labels == cls))[:cap] for cls in np.unique(labels)]
     return np.sort(np.concatenate(keep))
+
+
+def is_grey(mode: str) -> bool:
+    """Whether a PIL image mode is single-channel (1, L, LA, I, I;16*, F), so the dataset is stored as grey."""
+    return Image.getmodebase(mode) == "L"
 
 
 def is_path(name: str) -> bool:

@@ -9,25 +9,43 @@ import os
 import re
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from study.datasets.base import MAX_ASPECT_RATIO, DatasetError, ImageData, cache_root
 from study.datasets.loaders import _source, original_source
 
 log = logging.getLogger(__name__)
+# In the decode cache's file names: a change to how images are decoded (EXIF orientation, deep scans) decodes afresh.
+DECODE_VERSION = 2
+
+
+def to_eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float image (scans, microscopy) stretched from its own range to 8-bit grey.
+
+    PIL's ``convert`` clips such pixels at 255, which turns a 16-bit scan almost white and a float image black;
+    and how many of the 16 bits a scanner fills (12, say) varies, so the image's own range is the scale.
+    """
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    pixels = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    low, high = float(pixels.min()), float(pixels.max())
+    scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
+    return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
 
 
 def to_square(sample, resolution: int, channels: int) -> np.ndarray:
-    """Shorter side resized to ``resolution`` (bicubic), centre crop, as HWC uint8."""
+    """Shorter side resized to ``resolution`` (bicubic), centre crop, as HWC uint8; a photo turned upright by its
+    EXIF orientation first, as a viewer shows it."""
     if isinstance(sample, np.ndarray):
         image = Image.fromarray(sample)
     else:
         image = Image.open(sample)
         image.load()
+        image = ImageOps.exif_transpose(image)
     width, height = image.size
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         raise ValueError(f"{width}x{height} is too elongated to centre-crop (aspect ratio over {MAX_ASPECT_RATIO})")
-    image = image.convert("L" if channels == 1 else "RGB")
+    image = to_eight_bit(image).convert("L" if channels == 1 else "RGB")
     scale = resolution / min(width, height)
     new_size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
     image = image.resize(new_size, Image.Resampling.BICUBIC)
@@ -56,7 +74,7 @@ def load_images(name: str, resolution: int, original: bool = False) -> ImageData
     """
     source = original_source(name) if original else _source(name)
     info = source.info
-    cache = cache_root() / "images" / f"{info.name}-{resolution}px-{source.fingerprint}.npz"
+    cache = cache_root() / "images" / f"{info.name}-{resolution}px-{source.fingerprint}-d{DECODE_VERSION}.npz"
     if cache.exists():
         stored = np.load(cache, allow_pickle=False)
         meta = json.loads(str(stored["info"]))
@@ -81,7 +99,7 @@ def load_images(name: str, resolution: int, original: bool = False) -> ImageData
     for cls_index, cls in enumerate(info.class_names):
         if (arrays[1] == cls_index).sum() == 0:
             raise DatasetError(f"class {cls!r} of {info.name} has no readable training image")
-    return ImageData(info, resolution, *arrays)
+    return ImageData(info, resolution, *arrays, content_key=cache.stem)
 
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from study.datasets.base import (IMAGE_SUFFIXES, SPLIT_SEED, DatasetError, DatasetInfo, _cap_per_class, _Source,
-                                 _stratified_split, is_path, shared_datasets_root)
+                                 _stratified_split, is_grey, is_path, shared_datasets_root)
 from study.datasets.packed import _packed_source, packed_datasets_root, packed_file
 
 _REGISTRY: dict[str, Callable[[], _Source]] = {}
@@ -147,9 +147,11 @@ def _animal_mnist() -> _Source:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``; symlinks and other files are skipped."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.is_symlink() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files in ``folder`` and its subfolders (a class kept per patient or per day, as the probe reads it);
+    links, hidden files and folders (``.DS_Store``, ``._photo.jpg``) and other files are skipped."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not p.is_symlink() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _class_folders(folder: Path) -> list[Path]:
@@ -170,6 +172,22 @@ def _shared_metadata(name: str) -> dict:
         if cells and cells[0] == name:
             return dict(zip(header, cells))
     return {}
+
+
+GREY_CHECK_IMAGES = 64
+
+
+def _channels(files: list[Path]) -> int:
+    """1 where every one of up to GREY_CHECK_IMAGES images spread over ``files`` is single-channel, else 3: a colour
+    dataset whose first image is grey (scraped photos) keeps its colour. Unreadable files are left to the decoder."""
+    for path in files[::max(1, len(files) // GREY_CHECK_IMAGES)]:
+        try:
+            with Image.open(path) as image:
+                if not is_grey(image.mode):
+                    return 3
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            continue
+    return 1
 
 
 def _folder_source(root: Path, name: str | None = None) -> _Source:
@@ -209,10 +227,8 @@ def _folder_source(root: Path, name: str | None = None) -> _Source:
             raise DatasetError(f"class {cls!r} of {root} has fewer than 2 training images")
     meta = _shared_metadata(name)
     sizes = json.dumps([(str(p.relative_to(root)), p.stat().st_size) for p in train + test])
-    with Image.open(train[0]) as first:
-        mode = first.mode
     info = DatasetInfo(name, meta.get("domain", "user data (unknown domain)"), len(classes), classes,
-                       1 if mode in ("L", "I;16", "1") else 3, meta.get("image size (after resize)", "varies"),
+                       _channels(train), meta.get("image size (after resize)", "varies"),
                        meta.get("licence", "see the folder's SOURCE.md"), meta.get("source repo", str(root)),
                        split, split_seed)
     return _Source(info, train, train_labels, test, test_labels, hashlib.sha256(sizes.encode()).hexdigest()[:16])

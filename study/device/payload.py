@@ -71,7 +71,7 @@ def folder_dataset_files(name: str) -> list[tuple[Path, str]]:
         for cls in classes:
             folder = root / split / cls
             for path in _image_files(folder) if folder.is_dir() else []:
-                files.append((path, f"{name}/{split}/{cls}/{path.name}"))
+                files.append((path, f"{name}/{split}/{cls}/{path.relative_to(folder).as_posix()}"))
     if (root / "SOURCE.md").is_file():
         files.append((root / "SOURCE.md", f"{name}/SOURCE.md"))
     return files
