@@ -41,7 +41,8 @@ def validate_names(datasets=(), backbones=(), methods=()) -> None:
 
 def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, backbones=None,
                methods=None, resolution: int | None = None, seeds=None) -> list[RunSpec]:
-    """Ordered, de-duplicated specs of a named grid, optionally narrowed to some datasets/backbones/methods/seeds.
+    """Ordered, de-duplicated specs of a named grid, optionally narrowed to some backbones/methods/seeds, and run on
+    other ``datasets`` (registered names or folder paths: the grid's design on a dataset it does not list).
 
     A block may override the grid's fine-tuning recipe with a ``finetune`` table of its own (the convergence grid
     runs the CPU recipe at twice its budget, and with more learning rates), and the grid's ``datasets`` with its own
@@ -58,8 +59,10 @@ def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, b
         finetune = finetune_config({**recipe, **block.get("finetune", {})})
         if "datasets" not in block and "datasets" not in grid:
             raise GridError(f"block {number} of grid {name!r} names no datasets, nor does the grid")
-        block_datasets = [d for d in block.get("datasets", grid.get("datasets"))
-                          if datasets is None or dataset_name(d) in datasets]
+        if "datasets" in block:  # a check on named datasets (the convergence grid's): narrowed, never extended
+            block_datasets = [d for d in block["datasets"] if datasets is None or dataset_name(d) in datasets]
+        else:  # the grid's design, on its datasets or on the ones asked for (any registered name or folder path)
+            block_datasets = list(grid["datasets"] if datasets is None else datasets)
         block_backbones = [b for b in block["backbones"] if backbones is None or b in backbones]
         block_methods = [m for m in block["methods"] if methods is None or m in methods]
         block_seeds = [s for s in block["seeds"] if seeds is None or s in seeds]

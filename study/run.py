@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", default="cpu-smoke", help="name of a grid in the grid file (default: cpu-smoke)")
     parser.add_argument("--grid-file", default=str(DEFAULT_GRID_FILE), help="TOML file of named grids")
-    parser.add_argument("--datasets", help="comma-separated subset of the grid's datasets")
+    parser.add_argument("--datasets", help="comma-separated datasets to run the grid's design on instead of its own: "
+                        "registered names or folder paths (NAME/{train,test}/CLASS/ or NAME/CLASS/)")
     parser.add_argument("--backbones", help="comma-separated subset of the grid's backbones")
     parser.add_argument("--methods", help="comma-separated subset of the grid's methods")
     parser.add_argument("--seeds", help="comma-separated subset of the grid's seeds (e.g. 0: one pass first)")

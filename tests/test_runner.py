@@ -1,5 +1,6 @@
 """The grid runner end to end: storage, provenance, resume after a kill, bad input at the command line."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,10 @@ def test_a_grid_lists_its_datasets_once_and_a_block_may_name_its_own(tmp_path, c
     """))
     assert sorted((spec.dataset, spec.images_per_class) for spec in grid_specs("g", shared)) == [
         ("dtd_textures10", 10), ("flowers5", 5), ("neu_steel_defects", 5)]
+    # --datasets runs the grid's design on datasets it does not list; a block's own datasets are only narrowed
+    assert sorted((spec.dataset, spec.images_per_class)
+                  for spec in grid_specs("g", shared, datasets=["dtd_textures10", "elpv"])) == [
+        ("dtd_textures10", 5), ("dtd_textures10", 10), ("elpv", 5)]
     shared.write_text(shared.read_text().replace('datasets = ["flowers5", "neu_steel_defects"]', ""))
     assert main(["--grid", "g", "--grid-file", str(shared), "--db", str(tmp_path / "db")]) == 2
     assert "block 1 of grid 'g' names no datasets" in capsys.readouterr().err
@@ -205,3 +210,33 @@ def test_the_hardware_record_tells_cpus_with_one_model_name_apart(tmp_path, flag
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\n"
                        f"processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n")
     assert _cpu_model(str(cpuinfo)) == model
+
+
+def test_a_grid_runs_on_a_folder_it_does_not_list(tmp_path, shared_root, grid_file):
+    """A practitioner's own folder, by path: the grid's design, stored under the folder's name, and resumed."""
+    folder = tmp_path / "my_flowers"
+    for split, count in (("train", 6), ("test", 3)):
+        for cls in ("daisy", "tulip"):
+            (folder / split / cls).mkdir(parents=True)
+            for photo in sorted((shared_root / "flowers5" / split / cls).glob("*.jpg"))[:count]:
+                shutil.copy(photo, folder / split / cls)
+    grid = tmp_path / "grids.toml"
+    grid.write_text(textwrap.dedent(f"""
+        [design]
+        resolution = {TEST_RESOLUTION}
+        datasets = ["flowers5"]
+        [[design.blocks]]
+        backbones = ["mobilenetv2_100"]
+        images_per_class = [2, 5]
+        methods = ["fe_linear"]
+        seeds = [0]
+    """))
+    db = tmp_path / "study.duckdb"
+    command = ["--grid", "design", "--grid-file", str(grid), "--datasets", str(folder), "--db", str(db),
+               "--no-progress", "--log-file", str(tmp_path / "log")]
+    assert main(command) == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT dataset, images_per_class FROM runs ORDER BY 2").fetchall() == [
+            ("my_flowers", 2), ("my_flowers", 5)]
+    stored = _run_ids(db)
+    assert main(command) == 0 and _run_ids(db) == stored
