@@ -6,15 +6,19 @@ import pandas as pd
 from recommender.questionnaire import Questionnaire
 from study.datasets import native_shorter_side
 
-# Keywords in a dataset's recorded domain -> the questionnaire's domain groups.
+# Keywords in a dataset's recorded domain (free text) -> the questionnaire's domain groups; the first match wins.
 DOMAIN_KEYWORDS = {
-    "remote sensing": ("remote sensing", "aerial", "satellite"),
+    "remote sensing": ("remote sensing", "aerial", "satellite", "earth observation", "land use", "land cover",
+                       "sentinel", "landsat"),
     "textures": ("texture",),
-    "medical": ("medical", "mri", "x-ray", "histolog", "derm"),
-    "industrial inspection": ("industrial", "defect", "steel", "solar"),
-    "handwriting / digits": ("handwrit", "digit"),
-    "product photos": ("product", "fashion"),
-    "natural objects": ("natural", "flower", "animal", "bird", "object"),
+    "medical": ("medical", "mri", "x-ray", "xray", "histolog", "patholog", "radiolog", "derm", "retina", "fundus",
+                "ultrasound", "endoscop", "mammo", "tumor", "tumour", "lesion", "clinical", "blood", "haemat", "hemat"),
+    "industrial inspection": ("industrial", "defect", "steel", "solar", "inspection", "manufactur", "weld", "crack",
+                              "casting"),
+    "handwriting / digits": ("handwrit", "digit", "character"),
+    "product photos": ("product", "fashion", "retail", "grocery", "clothing", "apparel"),
+    "natural objects": ("natural", "flower", "animal", "bird", "object", "plant", "leaf", "food", "fruit", "insect",
+                        "dog"),
 }
 FEATURES = ["log2_k", "log2_classes", "grey", "native_px", "resolution", "domain", "method", "backbone"]
 

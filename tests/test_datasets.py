@@ -139,9 +139,10 @@ def test_deep_scans_keep_their_contrast_instead_of_clipping_to_white(tmp_path, s
 def test_a_folder_of_16_bit_scans_is_read_as_grey_with_contrast(tmp_path, shared_root):
     root = tmp_path / "scans16"
     for label in ("NORMAL", "PNEUMONIA"):
-        for split, scans in zip(("train", "test"), (_scans(shared_root, label, 5)[:3], _scans(shared_root, label, 5)[3:])):
+        scans = _scans(shared_root, label, 5)
+        for split, part in (("train", scans[:3]), ("test", scans[3:])):
             (root / split / label).mkdir(parents=True)
-            for i, scan in enumerate(scans):
+            for i, scan in enumerate(part):
                 Image.fromarray(scan.astype(np.uint16) * 257).save(root / split / label / f"{i}.png")
     data = load_images(str(root), 32)
     assert data.info.channels == 1 and data.train_images.shape[-1] == 1
@@ -202,3 +203,10 @@ def test_features_of_a_folder_whose_images_changed_are_extracted_afresh(tmp_path
         data = load_images(str(root), 32)
         ids.append(extract_features(data, "mobilenetv2_100", torch.device("cpu")).extraction["extraction_id"])
     assert ids[0] != ids[1] and all(i.startswith("my_data-") for i in ids)
+
+
+def test_a_folder_without_a_readme_row_takes_its_domain_from_its_source_md(tmp_path, shared_root):
+    root = _user_folder(tmp_path, shared_root, ["daisy", "rose"])
+    assert dataset_info(str(root)).domain == "user data (unknown domain)"
+    (root / "SOURCE.md").write_text("# my_data\n\n- **What**: photos.\n- **Domain**: natural objects (garden flowers).\n")
+    assert dataset_info(str(root)).domain == "natural objects (garden flowers)"

@@ -751,3 +751,21 @@ def test_cpu_costs_come_from_one_machine(tables):
     blended = CostModel().fit(mixed)
     assert blended.references_["cpu"]["rates"] == reference.references_["cpu"]["rates"]
     assert blended.fit_time_ == reference.fit_time_
+
+
+@pytest.mark.parametrize("recorded, group", [
+    ("histopathology (colon tissue patches)", "medical"),
+    ("retinal fundus photographs", "medical"),
+    ("dermoscopy (skin lesions)", "medical"),
+    ("satellite land use (Sentinel-2)", "remote sensing"),
+    ("PCB defect inspection", "industrial inspection"),
+    ("industrial (solar cell electroluminescence)", "industrial inspection"),  # a cell, but not a blood cell
+    ("food photos", "natural objects"),
+    ("handwritten characters", "handwriting / digits"),
+    ("silhouettes (white shapes on black, not photos)", "other"),
+])
+def test_a_recorded_domain_finds_its_questionnaire_group(recorded, group):
+    """Datasets the study has never seen describe their domain in their own words."""
+    from recommender.tasks import domain_group
+
+    assert domain_group(recorded) == group

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import re
 import struct
 from pathlib import Path
 from typing import Callable
@@ -174,6 +175,19 @@ def _shared_metadata(name: str) -> dict:
     return {}
 
 
+def _folder_metadata(root: Path, name: str) -> dict:
+    """The shared README's row for ``name``, else the domain the folder's own SOURCE.md states (``**Domain**: ...``,
+    as every shared folder's does), so a dataset added without a README row still has its domain."""
+    meta = _shared_metadata(name)
+    source = root / "SOURCE.md"
+    if "domain" not in meta and source.is_file() and not source.is_symlink():
+        with open(source, encoding="utf-8", errors="replace") as handle:
+            match = re.search(r"\*\*Domain\*\*:\s*(.+)", handle.read(65_536))
+        if match:
+            meta = {**meta, "domain": match.group(1).strip().rstrip(".")}
+    return meta
+
+
 GREY_CHECK_IMAGES = 64
 
 
@@ -225,7 +239,7 @@ def _folder_source(root: Path, name: str | None = None) -> _Source:
     for cls_index, cls in enumerate(classes):
         if (train_labels == cls_index).sum() < 2:
             raise DatasetError(f"class {cls!r} of {root} has fewer than 2 training images")
-    meta = _shared_metadata(name)
+    meta = _folder_metadata(root, name)
     sizes = json.dumps([(str(p.relative_to(root)), p.stat().st_size) for p in train + test])
     info = DatasetInfo(name, meta.get("domain", "user data (unknown domain)"), len(classes), classes,
                        _channels(train), meta.get("image size (after resize)", "varies"),
