@@ -210,3 +210,10 @@ def test_a_folder_without_a_readme_row_takes_its_domain_from_its_source_md(tmp_p
     assert dataset_info(str(root)).domain == "user data (unknown domain)"
     (root / "SOURCE.md").write_text("# my_data\n\n- **What**: photos.\n- **Domain**: natural objects (garden flowers).\n")
     assert dataset_info(str(root)).domain == "natural objects (garden flowers)"
+
+
+def test_a_folder_without_a_readme_row_states_the_size_of_its_images(tmp_path, shared_root):
+    root = _user_folder(tmp_path, shared_root, ["daisy", "rose"])
+    for photo in root.rglob("*.jpg"):
+        Image.open(photo).resize((300, 200)).save(photo)
+    assert dataset_info(str(root)).native_size == "300x200 (8) of 8 sampled"

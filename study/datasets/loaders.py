@@ -12,6 +12,7 @@ import os
 import pickle
 import re
 import struct
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -176,32 +177,37 @@ def _shared_metadata(name: str) -> dict:
 
 
 def _folder_metadata(root: Path, name: str) -> dict:
-    """The shared README's row for ``name``, else the domain the folder's own SOURCE.md states (``**Domain**: ...``,
-    as every shared folder's does), so a dataset added without a README row still has its domain."""
+    """The shared README's row for ``name``, else the domain the folder's own SOURCE.md states (a ``- Domain: ...``
+    or ``- **Domain**: ...`` line, as every shared folder's has), so a dataset added without a README row has one."""
     meta = _shared_metadata(name)
     source = root / "SOURCE.md"
     if "domain" not in meta and source.is_file() and not source.is_symlink():
         with open(source, encoding="utf-8", errors="replace") as handle:
-            match = re.search(r"\*\*Domain\*\*:\s*(.+)", handle.read(65_536))
+            match = re.search(r"^\W*Domain\W*:\s*(.+)$", handle.read(65_536), re.IGNORECASE | re.MULTILINE)
         if match:
             meta = {**meta, "domain": match.group(1).strip().rstrip(".")}
     return meta
 
 
-GREY_CHECK_IMAGES = 64
+LOOK_IMAGES = 64
 
 
-def _channels(files: list[Path]) -> int:
-    """1 where every one of up to GREY_CHECK_IMAGES images spread over ``files`` is single-channel, else 3: a colour
-    dataset whose first image is grey (scraped photos) keeps its colour. Unreadable files are left to the decoder."""
-    for path in files[::max(1, len(files) // GREY_CHECK_IMAGES)]:
+def _look(files: list[Path]) -> tuple[int, str]:
+    """Channels and native size from up to LOOK_IMAGES images spread over ``files``: grey (1) only where every one is
+    single-channel (a colour dataset whose first image is grey keeps its colour), and the sizes seen, most common
+    first, as the shared README states them (``160x160 (58), 213x160 (6) of 64 sampled``). Unreadable files are left
+    to the decoder."""
+    grey, sizes = True, Counter()
+    for index in np.unique(np.linspace(0, len(files) - 1, LOOK_IMAGES).round().astype(int)) if files else []:
+        path = files[index]
         try:
             with Image.open(path) as image:
-                if not is_grey(image.mode):
-                    return 3
+                grey = grey and is_grey(image.mode)
+                sizes[f"{image.width}x{image.height}"] += 1
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             continue
-    return 1
+    seen = ", ".join(f"{size} ({count})" for size, count in sizes.most_common(4))
+    return (1 if grey else 3), (f"{seen} of {sizes.total()} sampled" if sizes else "varies")
 
 
 def _folder_source(root: Path, name: str | None = None) -> _Source:
@@ -241,8 +247,9 @@ def _folder_source(root: Path, name: str | None = None) -> _Source:
             raise DatasetError(f"class {cls!r} of {root} has fewer than 2 training images")
     meta = _folder_metadata(root, name)
     sizes = json.dumps([(str(p.relative_to(root)), p.stat().st_size) for p in train + test])
+    channels, native_size = _look(train)
     info = DatasetInfo(name, meta.get("domain", "user data (unknown domain)"), len(classes), classes,
-                       _channels(train), meta.get("image size (after resize)", "varies"),
+                       channels, meta.get("image size (after resize)", native_size),
                        meta.get("licence", "see the folder's SOURCE.md"), meta.get("source repo", str(root)),
                        split, split_seed)
     return _Source(info, train, train_labels, test, test_labels, hashlib.sha256(sizes.encode()).hexdigest()[:16])
