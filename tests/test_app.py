@@ -6,7 +6,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from evidence_snapshot import snapshot_db
-from recommender.evidence import EvidenceError, REGENERATE_COMMAND
+from recommender.evidence import REGENERATE_COMMAND, EvidenceError, load_tables
+from study.grid_file import evidence_grids
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 SUBMIT = "FormSubmitter:questionnaire-Recommend"
@@ -145,15 +146,26 @@ def test_an_unreadable_database_keeps_the_app_serving_the_last_good_copy(app, mo
     ui._read_tables.clear()
 
 
-def test_the_other_pages_render_with_charts_tables_and_downloads(app):
+def test_the_other_pages_render_with_charts_tables_and_downloads(app, db):
     at = app()
     at.switch_page("webapp/pages/evidence.py").run()
     no_crash(at)
     assert len(at.get("vega_lite_chart")) == 2 and at.dataframe
-    everything = at.metric[0].value
+    runs = load_tables(db, ("runs",))["runs"]
+
+    def shown(grids: set[str], method: str | None = None) -> str:
+        return f"{(runs['grid'].isin(grids) & (method is None or runs['method'] == method)).sum():,} of {len(runs):,}"
+
+    evidence = evidence_grids()
+    assert shown(evidence) != shown(set(runs["grid"]))  # the shipped database holds the check grids' runs too
+    assert at.metric[0].value == shown(evidence)  # the evidence only, at first
+    assert set(at.dataframe[0].value["Grid"]) == evidence & set(runs["grid"])
+    at.multiselect(key="f_grid").select("cpu-smoke").run()
+    no_crash(at)
+    assert at.metric[0].value == shown(evidence | {"cpu-smoke"})
     at.multiselect(key="f_method").select("fe_linear").run()
     no_crash(at)
-    assert at.metric[0].value != everything
+    assert at.metric[0].value == shown(evidence | {"cpu-smoke"}, "fe_linear")
     assert [b.proto.label for b in at.get("download_button")] == ["Download these runs (CSV)"]
 
     at.switch_page("webapp/pages/guidelines.py").run()

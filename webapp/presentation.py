@@ -83,6 +83,18 @@ def method_label(method: str) -> str:
     return f"{family_label(method)}, {head_label(method)}" if method in METHOD_NAMES else str(method)
 
 
+def grid_label(grid: str, evidence: set[str]) -> str:
+    """A grid as the evidence explorer names it: whether the recommender learns from it or it is a check."""
+    return f"{grid} · {'evidence' if grid in evidence else 'check, not evidence'}"
+
+
+def evidence_first(grids, evidence: set[str]) -> tuple[list[str], list[str]]:
+    """The grids present, evidence first, and those to show by default: the evidence grids (a check's runs use
+    another resolution or recipe, and would bend the evidence's curves), or none (every run) where there is none."""
+    present = sorted(set(grids), key=lambda grid: (grid not in evidence, grid))
+    return present, [grid for grid in present if grid in evidence]
+
+
 def readable(text) -> str:
     """Any stray study id in a text (from guidelines, bases, sources) replaced by the names people read, numbers in
     plain decimals (not 2.07e-06), file and module references dropped."""
