@@ -25,6 +25,7 @@ class Guideline:
     title: str
     statement: str
     numbers: dict = field(default_factory=dict)
+    points: list[str] = field(default_factory=list)  # the statement's details, one bullet each (e.g. per domain)
 
 
 def crossover(runs: pd.DataFrame, rows: pd.DataFrame, gains: pd.DataFrame | None = None) -> Guideline:
@@ -43,7 +44,7 @@ def crossover(runs: pd.DataFrame, rows: pd.DataFrame, gains: pd.DataFrame | None
         numbers[domain] = {row["dataset"]: {"crossover k": row["crossover_k"],
                                             "FT - FE at the largest k (points)": row["points_at_largest_k"],
                                             "largest k": row["largest_k"],
-                                            "seed noise there (2 SE, points)": row["seed_noise_at_largest_k"],
+                                            "seed noise there (2 SE, pooled over datasets, points)": row["seed_noise_at_largest_k"],
                                             "verdict there": row["verdict_at_largest_k"],
                                             "FT / FE wall time there": row["time_multiple_at_largest_k"],
                                             **({"budget x2 change in the convergence check (points)":
@@ -63,11 +64,25 @@ def crossover(runs: pd.DataFrame, rows: pd.DataFrame, gains: pd.DataFrame | None
                      + f" for {multiple:.0f}x the wall time")
     gained = budget_gained_sentence(gains)
     return Guideline("When fine-tuning overtakes extraction",
-                     "Per domain, the smallest measured k from which the best fine-tuning beats the best feature "
-                     "extraction at every larger measured k (per dataset in the numbers), the points it gains at the "
-                     "largest measured k, whether that lead exceeds two standard errors of seed noise, and its "
-                     "wall-time multiple there — " + "; ".join(parts) + "." + (f" {gained}" if gained else ""),
-                     numbers)
+                     _crossover_headline(per_dataset) + " Per domain below: the smallest measured k from which the "
+                     "best fine-tuning beats the best feature extraction at every larger measured k (per dataset in "
+                     "the numbers), the points it gains at the largest measured k, whether that lead exceeds two "
+                     "standard errors of seed noise, and its wall-time multiple there." + (f" {gained}" if gained else ""),
+                     numbers, [f"{part}." for part in parts])
+
+
+def _crossover_headline(per_dataset: pd.DataFrame) -> str:
+    """Who led at each dataset's largest measured k, beyond seed noise, and for what wall time: the guideline itself."""
+    verdicts = per_dataset["verdict_at_largest_k"]
+    ahead = per_dataset[verdicts == "fine-tuning ahead"]
+    behind = int((verdicts == "extraction ahead").sum())
+    level = int((verdicts == "within seed noise").sum())
+    where = ", ".join(f"{count} {domain}" for domain, count in ahead["domain"].value_counts().sort_index().items())
+    return (f"At each dataset's largest measured k, fine-tuning led by more than seed noise on {len(ahead)} of "
+            f"{len(per_dataset)} datasets{f' ({where})' if where else ''} and extraction on {behind}; on the other "
+            f"{level} extraction came within seed noise of fine-tuning for a fraction of its wall time (fine-tuning "
+            f"took a median {per_dataset['time_multiple_at_largest_k'].median():.0f}x extraction's, over all "
+            f"{len(per_dataset)}).")
 
 
 def cost_ratios(runs: pd.DataFrame) -> Guideline:
@@ -207,6 +222,8 @@ def to_markdown(guidelines: list[Guideline], tables: dict) -> str:
              f"{runs['dataset'].nunique()} datasets (last run {runs['finished_at'].max()}).", ""]
     for number, guideline in enumerate(guidelines, 1):
         lines += [f"## {number}. {guideline.title}", "", guideline.statement, ""]
+        if guideline.points:
+            lines += [f"- {point}" for point in guideline.points] + [""]
         lines += _bullets(guideline.numbers)
         lines.append("")
     return "\n".join(lines)

@@ -769,3 +769,21 @@ def test_a_recorded_domain_finds_its_questionnaire_group(recorded, group):
     from recommender.tasks import domain_group
 
     assert domain_group(recorded) == group
+
+
+def test_the_crossover_guideline_leads_with_who_won_beyond_seed_noise_then_one_point_per_domain(tables):
+    from recommender.guidelines import to_markdown
+    from study.evidence import crossovers
+
+    evidence = evidence_only(tables)
+    rows = evidence_rows(evidence)
+    guideline = crossover(evidence["runs"], rows)
+    verdicts = crossovers(evidence["runs"])["verdict_at_largest_k"]
+    assert guideline.statement.startswith(
+        "At each dataset's largest measured k, fine-tuning led by more than seed noise on "
+        f"{(verdicts == 'fine-tuning ahead').sum()} of {len(verdicts)} datasets")
+    assert (f"on the other {(verdicts == 'within seed noise').sum()} extraction came within seed noise"
+            in guideline.statement)
+    domains = sorted(rows.groupby("dataset")["domain"].first().unique())
+    assert [point.split(":")[0] for point in guideline.points] == domains
+    assert f"\n- {guideline.points[0]}\n" in to_markdown([guideline], evidence)

@@ -185,6 +185,8 @@ def guidelines_document(guidelines: list, evidence: dict[str, str], provenance: 
     for number, guideline in enumerate(guidelines, start=1):
         doc.heading(f"{number}. {readable(guideline.title)}")
         doc.paragraph(readable(guideline.statement))
+        if guideline.points:
+            doc.bullets([readable(point) for point in guideline.points])
         for table in numbers_tables(guideline.numbers or {}):
             doc.table(table, col_widths=(70, 110) if list(table.columns) == ["Number", "Value"] else None)
     _evidence(doc, evidence, provenance)

@@ -13,6 +13,8 @@ for number, guideline in enumerate(guidelines, start=1):
     with st.container(border=True):
         st.subheader(f"{number}. {readable(guideline.title)}")
         st.markdown(readable(guideline.statement))
+        if guideline.points:
+            st.markdown("\n".join(f"- {readable(point)}" for point in guideline.points))
         for table in numbers_tables(guideline.numbers or {}):
             st.dataframe(table, hide_index=True)
 summary = evidence_summary(evidence.tables)
