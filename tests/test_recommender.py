@@ -787,3 +787,17 @@ def test_the_crossover_guideline_leads_with_who_won_beyond_seed_noise_then_one_p
     domains = sorted(rows.groupby("dataset")["domain"].first().unique())
     assert [point.split(":")[0] for point in guideline.points] == domains
     assert f"\n- {guideline.points[0]}\n" in to_markdown([guideline], evidence)
+
+
+def test_the_advice_and_the_guidelines_say_which_backbones_the_evidence_can_speak_for(advisor, tables):
+    """Only small mobile backbones were obtainable offline: every answer says so, with their sizes."""
+    from recommender.guidelines import derive, to_markdown
+    from webapp.provenance import evidence_summary
+
+    measured = tables["backbones"][tables["backbones"]["pretrained"]]
+    sizes = [f"({params / 1e6:.1f} M parameters)" for params in measured["params"]]
+    scope = advisor.advise(Questionnaire(n_classes=4, images_per_class=30, domain="medical")).rationale[-1]
+    assert scope.startswith("Backbones: the evidence measured") and "DINOv2" in scope
+    assert all(size in scope for size in sizes) and "random init" not in scope
+    assert evidence_summary(tables)["Scope"] == scope
+    assert f"\n{scope}\n" in to_markdown(derive(tables), tables)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from recommender.carbon import SOURCE as GRID_SOURCE
+from recommender.evidence import measured_backbone_params
 from recommender.hardware import HARDWARE
-from study.labels import backbone_label
+from study.labels import backbone_label, backbone_scope
 from webapp.presentation import ENERGY_SOURCES, format_number, method_label, readable
 
 POLICY_NAMES = {
@@ -79,6 +80,7 @@ def evidence_summary(tables: dict) -> dict[str, str]:
         "Runs": f"{len(runs):,}",
         "Datasets": ", ".join(sorted(runs["dataset"].unique())),
         "Backbones": ", ".join(sorted(backbone_label(b) for b in runs["backbone"].unique())),
+        **({"Scope": backbone_scope(params)} if (params := measured_backbone_params(tables)) else {}),
         "Methods": "; ".join(sorted(method_label(m) for m in runs["method"].unique())),
         "Images per class": f"{runs['images_per_class'].min():,} to {runs['images_per_class'].max():,}",
         "Grids": ", ".join(f"{grid} ({count})" for grid, count in runs["grid"].value_counts().items()),

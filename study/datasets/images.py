@@ -41,7 +41,7 @@ def to_square(sample, resolution: int, channels: int) -> np.ndarray:
     else:
         image = Image.open(sample)
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
     width, height = image.size
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         raise ValueError(f"{width}x{height} is too elongated to centre-crop (aspect ratio over {MAX_ASPECT_RATIO})")

@@ -189,16 +189,16 @@ def _folder_metadata(root: Path, name: str) -> dict:
     return meta
 
 
-LOOK_IMAGES = 64
+SAMPLED_IMAGES = 64
 
 
-def _look(files: list[Path]) -> tuple[int, str]:
-    """Channels and native size from up to LOOK_IMAGES images spread over ``files``: grey (1) only where every one is
+def _channels_and_size(files: list[Path]) -> tuple[int, str]:
+    """Channels and native size from up to SAMPLED_IMAGES images spread over ``files``: grey (1) only where every one is
     single-channel (a colour dataset whose first image is grey keeps its colour), and the sizes seen, most common
     first, as the shared README states them (``160x160 (58), 213x160 (6) of 64 sampled``). Unreadable files are left
     to the decoder."""
     grey, sizes = True, Counter()
-    for index in np.unique(np.linspace(0, len(files) - 1, LOOK_IMAGES).round().astype(int)) if files else []:
+    for index in np.unique(np.linspace(0, len(files) - 1, SAMPLED_IMAGES).round().astype(int)) if files else []:
         path = files[index]
         try:
             with Image.open(path) as image:
@@ -247,7 +247,7 @@ def _folder_source(root: Path, name: str | None = None) -> _Source:
             raise DatasetError(f"class {cls!r} of {root} has fewer than 2 training images")
     meta = _folder_metadata(root, name)
     sizes = json.dumps([(str(p.relative_to(root)), p.stat().st_size) for p in train + test])
-    channels, native_size = _look(train)
+    channels, native_size = _channels_and_size(train)
     info = DatasetInfo(name, meta.get("domain", "user data (unknown domain)"), len(classes), classes,
                        channels, meta.get("image size (after resize)", native_size),
                        meta.get("licence", "see the folder's SOURCE.md"), meta.get("source repo", str(root)),
