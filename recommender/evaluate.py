@@ -9,6 +9,7 @@ Decisions are scored at the k where the held-out dataset has fine-tuning measure
 the recommender chooses among the options measured there. A pick that breaks the scenario's budget cannot be
 carried out: it is counted as a violation and scored as the cheapest option (the fallback a user is left with),
 never credited with its accuracy.
+A dataset without fine-tuning runs has no decision to score; its predictions are scored all the same.
 
 Policies compared with the recommender: the oracle (best realised option within budget), the best single fixed
 option in hindsight over the training datasets (the strongest static policy), always extract (the best fixed
@@ -238,7 +239,8 @@ def per_dataset_table(decisions: pd.DataFrame, predictions: pd.DataFrame) -> pd.
         group = scored[scored["known"] == knowing].groupby("dataset")
         parts.append(pd.DataFrame({f"mae_{name}": group["error"].mean(), f"coverage_{name}": group["covered"].mean(),
                                    f"width_{name}": group["width"].median()}))
-    return regrets.join(pd.concat(parts, axis=1).round(3)).reset_index()
+    # outer: a dataset with no fine-tuning measured has no decision to score, but its predictions are scored
+    return regrets.join(pd.concat(parts, axis=1).round(3), how="outer").rename_axis("dataset").reset_index()
 
 
 def load_table(path: Path = TABLE_PATH) -> pd.DataFrame | None:

@@ -801,3 +801,21 @@ def test_the_advice_and_the_guidelines_say_which_backbones_the_evidence_can_spea
     assert all(size in scope for size in sizes) and "random init" not in scope
     assert evidence_summary(tables)["Scope"] == scope
     assert f"\n{scope}\n" in to_markdown(derive(tables), tables)
+
+
+def test_a_held_out_dataset_without_fine_tuning_runs_keeps_its_prediction_scores():
+    """A dataset added with extraction runs only has no decision to score; its predictions still count and show."""
+    from recommender.evaluate import POLICIES, PROBE, per_dataset_table
+    from webapp.provenance import evaluation_tables
+
+    decisions = pd.DataFrame({"dataset": ["flowers5"] * 2, **{f"{p}_regret": [1.0, 2.0] for p in POLICIES}})
+    predictions = pd.DataFrame({"dataset": ["flowers5", "aerial"], "known": [PROBE] * 2, "predicted": [0.8, 0.6],
+                                "realised": [0.82, 0.5], "low": [0.7, 0.55], "high": [0.9, 0.7]})
+    table = per_dataset_table(decisions, predictions)
+    aerial = table.set_index("dataset").loc["aerial"]
+    assert aerial["mae_probe"] == pytest.approx(10.0) and aerial["coverage_probe"] == 0.0
+    assert aerial[[f"{p}_regret" for p in POLICIES]].isna().all()
+    regret, shown = evaluation_tables(table)
+    assert list(regret["Held-out dataset"]) == ["flowers5"]
+    assert list(shown["Held-out dataset"]) == ["aerial", "flowers5"]
+    assert list(shown["With the probe: coverage"]) == ["0%", "100%"]

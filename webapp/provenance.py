@@ -169,14 +169,20 @@ def energy_sources(runs: pd.DataFrame) -> pd.DataFrame:
                          "Energy": counts["energy_source"].map(lambda s: ENERGY_SOURCES.get(s, s))})
 
 
+def _percent(share: float) -> str:
+    return "" if pd.isna(share) else f"{share:.0%}"
+
+
 def evaluation_tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-dataset evaluation as two readable tables: each policy's mean regret, and the accuracy predictions'
     error, 80% coverage and median width per thing known (one table of seventeen columns ran off the page)."""
     datasets = {"Held-out dataset": table["dataset"]}
+    regret_columns = [column for column in table.columns if column.endswith("_regret")]
+    decided = table[regret_columns].notna().any(axis=1)  # a dataset without fine-tuning runs has no decision
     regret = pd.DataFrame({**datasets, **{
         _capital(POLICY_NAMES.get(column.removesuffix("_regret"), _words(column.removesuffix("_regret")))):
-            table[column].map(format_number) for column in table.columns if column.endswith("_regret")}})
-    measures = (("mae_", "error", format_number), ("coverage_", "coverage", "{:.0%}".format),
+            table[column].map(format_number) for column in regret_columns}})[decided]
+    measures = (("mae_", "error", format_number), ("coverage_", "coverage", _percent),
                 ("width_", "width", format_number))
     settings = list(dict.fromkeys(column.split("_", 1)[1] for column in table.columns
                                   if column.startswith(tuple(prefix for prefix, _, _ in measures))))
