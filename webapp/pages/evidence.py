@@ -18,7 +18,7 @@ machines = hardware_descriptions(evidence.tables["hardware"])
 described = {name: grid.get("description", "") for name, grid in load_grids().items() if isinstance(grid, dict)}
 evidence_names = evidence_grids()
 grid_names, evidence_shown = evidence_first(runs["grid"].unique(), evidence_names)
-filters = st.columns(6)
+filters = st.columns([1.5, 1, 1, 1, 1, 1])  # the grid chip names the grid and what it is
 grids = filters[0].multiselect("Grid", grid_names, default=evidence_shown, key="f_grid",
                                format_func=lambda name: grid_label(name, evidence_names),
                                help="\n\n".join(f"**{name}**: {described.get(name) or 'not in the grid file'}"
