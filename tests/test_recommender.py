@@ -803,6 +803,14 @@ def test_the_advice_and_the_guidelines_say_which_backbones_the_evidence_can_spea
     assert f"\n{scope}\n" in to_markdown(derive(tables), tables)
 
 
+def test_the_guidelines_count_the_runs_they_learn_from_not_the_checks(tables):
+    from recommender.guidelines import derive, to_markdown
+
+    evidence_runs = evidence_only(tables)["runs"]
+    assert len(evidence_runs) < len(tables["runs"])  # the smoke and convergence checks are in the database too
+    assert f"from the {len(evidence_runs)} runs of the evidence grids" in to_markdown(derive(tables), tables)
+
+
 def test_a_held_out_dataset_without_fine_tuning_runs_keeps_its_prediction_scores():
     """A dataset added with extraction runs only has no decision to score; its predictions still count and show."""
     from recommender.evaluate import POLICIES, PROBE, per_dataset_table
