@@ -16,7 +16,8 @@ from study.datasets import IMAGE_SUFFIXES
 
 MAX_UPLOAD_BYTES = 200 * 2**20  # the .zip as uploaded
 MAX_EXTRACTED_BYTES = 500 * 2**20  # after decompression (zip bombs)
-MAX_FILES = 5_000
+MAX_FILES = 5_000  # entries of an uploaded .zip (each is extracted)
+MAX_FOLDER_FILES = 200_000  # images listed in a local folder (only listed; the probe decodes at most 600)
 MAX_COMPRESSION_RATIO = 200  # a single entry expanding more than this is refused as a bomb
 
 
@@ -93,12 +94,14 @@ def _layout_root(root: Path) -> Path:
     return root
 
 
-def inventory(root: Path) -> Inventory:
+def inventory(root: Path, max_files: int = MAX_FILES) -> Inventory:
     """Image files per class, for ``CLASS/*`` or ``{train,test}/CLASS/*`` (both splits pooled per class; the test
-    split's files are also listed in ``test_files``, so the probe can test where the user will)."""
+    split's files are also listed in ``test_files``, so the probe can test where the user will); listing stops with
+    an error past ``max_files`` images."""
     root = _layout_root(root)
     splits = [root / "train", root / "test"] if (root / "train").is_dir() else [root]
     found = Inventory(root, {})
+    listed = 0
     for split in splits:
         if not split.is_dir():
             continue
@@ -119,10 +122,12 @@ def inventory(root: Path) -> Inventory:
                     found.files.setdefault(folder.name, []).append(path)
                     if split.name == "test" and split != root:
                         found.test_files.add(path)
+                    listed += 1
+                    if listed > max_files:
+                        raise UploadError(f"more than {max_files:,} images; the probe uses at most 60 per class: "
+                                          "give it a smaller folder or a sample")
                 elif path.is_file():
                     found.skipped_non_image.append(relative)
-    if sum(len(v) for v in found.files.values()) > MAX_FILES:
-        raise UploadError(f"more than {MAX_FILES:,} images; the probe uses at most 60 per class")
     classes = {name: files for name, files in found.files.items() if files}
     if len(classes) < 2:
         raise UploadError(f"found {len(classes)} class folder(s) with images; at least 2 are needed "
@@ -140,8 +145,8 @@ def intake(source: str | Path):
     source = Path(source)
     if not source.exists():
         raise UploadError(f"{source} does not exist")
-    if source.is_dir():
-        yield inventory(source)
+    if source.is_dir():  # only listed, and the probe decodes a sample of it: a whole dataset's folder is fine
+        yield inventory(source, MAX_FOLDER_FILES)
         return
     folder = Path(tempfile.mkdtemp(prefix="eot-upload-"))
     try:

@@ -378,3 +378,15 @@ def test_hidden_files_and_macos_resource_forks_are_skipped_not_decoded(flowers):
     found = upload.inventory(flowers)
     assert found.files["daisy"] == daisies
     assert sorted(found.skipped_non_image) == sorted(["daisy/.DS_Store"] + [f"daisy/._{p.name}" for p in daisies[:2]])
+
+
+def test_a_whole_dataset_folder_is_sampled_while_a_zip_of_as_many_files_is_refused(flowers, tmp_path, monkeypatch):
+    """A local folder is only listed (the probe decodes a sample); a zip's every entry would be extracted."""
+    monkeypatch.setattr(upload, "MAX_FILES", 10)
+    result = probe(flowers)  # 14 photos in each of its classes: more than the zip limit
+    assert result.n_classes == len(CLASSES)
+    with pytest.raises(UploadError, match="entries; the limit is 10"):
+        probe(_zip_folder(tmp_path / "upload.zip", flowers))
+    monkeypatch.setattr(upload, "MAX_FOLDER_FILES", 20)
+    with pytest.raises(UploadError, match="more than 20 images"):
+        probe(flowers)
