@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from study.datasets import IMAGE_SUFFIXES
+from study.datasets import IMAGE_SUFFIXES, is_hidden
 
 MAX_UPLOAD_BYTES = 200 * 2**20  # the .zip as uploaded
 MAX_EXTRACTED_BYTES = 500 * 2**20  # after decompression (zip bombs)
@@ -117,8 +117,7 @@ def inventory(root: Path, max_files: int = MAX_FILES) -> Inventory:
                 relative = str(path.relative_to(root))
                 if path.is_symlink():
                     found.skipped_links.append(relative)
-                elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not any(
-                        part.startswith(".") for part in path.relative_to(folder).parts):  # .DS_Store, macOS's ._x.jpg
+                elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(path, folder):
                     found.files.setdefault(folder.name, []).append(path)
                     if split.name == "test" and split != root:
                         found.test_files.add(path)

@@ -9,8 +9,8 @@ run at that resolution reuses them. Grey datasets keep one channel; models see i
   images    decode + cache per resolution, class-balanced subsets
 """
 from study.datasets.base import (IMAGE_SUFFIXES, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, PROJECT_ROOT, SPLIT_SEED,
-                                 TEST_FRACTION, DatasetError, DatasetInfo, ImageData, cache_root, is_grey, is_path,
-                                 shared_datasets_root)
+                                 TEST_FRACTION, DatasetError, DatasetInfo, ImageData, cache_root, is_grey, is_hidden,
+                                 is_path, shared_datasets_root)
 from study.datasets.images import load_images, native_shorter_side, sample_subset, to_square
 from study.datasets.loaders import _folder_source  # noqa: F401 (tests build folder sources directly)
 from study.datasets.loaders import dataset_info, dataset_name, list_datasets, original_source, register_dataset
@@ -18,7 +18,8 @@ from study.datasets.packed import (LOSSLESS_CODECS, PACKED_FORMAT, decode_images
                                    packed_datasets_root, packed_file)
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_ASPECT_RATIO", "MAX_IMAGE_PIXELS", "PROJECT_ROOT", "SPLIT_SEED", "TEST_FRACTION",
-           "DatasetError", "DatasetInfo", "ImageData", "cache_root", "is_grey", "is_path", "shared_datasets_root",
+           "DatasetError", "DatasetInfo", "ImageData", "cache_root", "is_grey", "is_hidden", "is_path",
+           "shared_datasets_root",
            "load_images", "native_shorter_side", "sample_subset", "to_square", "dataset_info", "dataset_name",
            "list_datasets", "original_source", "register_dataset", "LOSSLESS_CODECS", "PACKED_FORMAT",
            "decode_images", "encode_images", "packed_datasets_root", "packed_file"]

@@ -108,6 +108,12 @@ def is_grey(mode: str) -> bool:
     return Image.getmodebase(mode) == "L"
 
 
+def is_hidden(path: Path, root: Path) -> bool:
+    """Whether ``path``, or a folder between ``root`` and it, is hidden (``.DS_Store``, macOS's ``._photo.jpg``):
+    not an image of the dataset, whatever its suffix."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def is_path(name: str) -> bool:
     """A folder path given in place of a registered name."""
     return os.sep in name or name.startswith(".")

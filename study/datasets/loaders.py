@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from study.datasets.base import (IMAGE_SUFFIXES, SPLIT_SEED, DatasetError, DatasetInfo, _cap_per_class, _Source,
-                                 _stratified_split, is_grey, is_path, shared_datasets_root)
+                                 _stratified_split, is_grey, is_hidden, is_path, shared_datasets_root)
 from study.datasets.packed import _packed_source, packed_datasets_root, packed_file
 
 _REGISTRY: dict[str, Callable[[], _Source]] = {}
@@ -153,7 +153,7 @@ def _image_files(folder: Path) -> list[Path]:
     links, hidden files and folders (``.DS_Store``, ``._photo.jpg``) and other files are skipped."""
     return sorted(p for p in folder.rglob("*")
                   if p.is_file() and not p.is_symlink() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                  and not is_hidden(p, folder))
 
 
 def _class_folders(folder: Path) -> list[Path]:
