@@ -12,21 +12,29 @@ SHARED = ["brain_tumor_mri", "dtd_textures10", "flowers5", "neu_steel_defects", 
 
 def test_registry_has_package_and_shared_datasets():
     names = set(list_datasets())
-    assert {"elpv", "fashion_mnist", "mnist5k", "animal_mnist", *SHARED} <= names
+    assert {"elpv", "fashion_mnist", "mnist5k", "animal_mnist", "digits", *SHARED} <= names
 
 
-@pytest.mark.parametrize("name", ["elpv", "fashion_mnist", "mnist5k", "animal_mnist", "neu_steel_defects"])
+@pytest.mark.parametrize("name", ["elpv", "fashion_mnist", "mnist5k", "animal_mnist", "digits", "neu_steel_defects"])
 def test_datasets_decode_with_fixed_splits_and_metadata(name):
     data = load_images(name, 32)
     info = data.info
     assert data.train_images.shape[1:3] == (32, 32) and data.train_images.dtype == np.uint8
-    assert data.train_images.shape[3] == info.channels == 1  # these five are greyscale
+    assert data.train_images.shape[3] == info.channels == 1  # these six are greyscale
     assert len(data.train_images) == len(data.train_labels) == info.n_train_pool > 0
     assert len(data.test_images) == info.n_test > 0
     assert set(np.unique(data.train_labels)) == set(range(info.n_classes))
     assert info.domain and info.licence and info.source and info.split
     again = load_images(name, 32)  # from the cache, identical
     assert np.array_equal(again.test_labels, data.test_labels)
+
+
+def test_digits_ink_counts_span_the_grey_scale():
+    """scikit-learn's digits count ink 0..16 per pixel: read as 0..255 (a full stroke is black ink, white here),
+    not as a nearly black image."""
+    data = load_images("digits", 8)
+    assert data.info.native_size == "8x8" and data.train_images.max() == 255 and data.train_images.min() == 0
+    assert len(data.train_images) + len(data.test_images) == 1797
 
 
 def test_elpv_is_binary_and_imbalanced():

