@@ -45,8 +45,9 @@ def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, b
     other ``datasets`` (registered names or folder paths: the grid's design on a dataset it does not list).
 
     A block may override the grid's fine-tuning recipe with a ``finetune`` table of its own (the convergence grid
-    runs the CPU recipe at twice its budget, and with more learning rates), and the grid's ``datasets`` with its own
-    (a grid lists its datasets once; a block without ``datasets`` runs them).
+    runs the CPU recipe at twice its budget, and with more learning rates), the grid's ``datasets`` with its own
+    (a grid lists its datasets once; a block without ``datasets`` runs them), and its ``resolution`` (the resolution
+    check runs one block per resolution). A ``resolution`` given here overrides every block's.
     """
     grids = load_grids(path)
     if name not in grids:
@@ -69,7 +70,7 @@ def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, b
         validate_names(block_datasets, block_backbones, block_methods)
         for dataset, backbone, k, method, seed in itertools.product(
                 block_datasets, block_backbones, block["images_per_class"], block_methods, block_seeds):
-            res = resolution or grid.get("resolution", "native")
+            res = resolution or block.get("resolution", grid.get("resolution", "native"))
             res = get_spec(backbone).native_resolution if res == "native" else int(res)
             spec = RunSpec(dataset, backbone, method, _k_value(k), int(seed), res,
                            finetune if is_finetuning(method) else None)

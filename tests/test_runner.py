@@ -129,9 +129,11 @@ def test_a_grid_lists_its_datasets_once_and_a_block_may_name_its_own(tmp_path, c
         images_per_class = [10]
         methods = ["fe_linear"]
         seeds = [0]
+        resolution = 96
     """))
-    assert sorted((spec.dataset, spec.images_per_class) for spec in grid_specs("g", shared)) == [
-        ("dtd_textures10", 10), ("flowers5", 5), ("neu_steel_defects", 5)]
+    assert sorted((spec.dataset, spec.images_per_class, spec.resolution) for spec in grid_specs("g", shared)) == [
+        ("dtd_textures10", 10, 96), ("flowers5", 5, TEST_RESOLUTION), ("neu_steel_defects", 5, TEST_RESOLUTION)]
+    assert {spec.resolution for spec in grid_specs("g", shared, resolution=128)} == {128}  # the command line's wins
     # --datasets runs the grid's design on datasets it does not list; a block's own datasets are only narrowed
     assert sorted((spec.dataset, spec.images_per_class)
                   for spec in grid_specs("g", shared, datasets=["dtd_textures10", "elpv"])) == [
