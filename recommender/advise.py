@@ -18,6 +18,7 @@ from recommender.questionnaire import Questionnaire
 from recommender.tasks import dataset_descriptors, questionnaire_descriptor
 from study.convergence import budget_gains, budget_pairs
 from study.labels import backbone_scope, format_duration, option_label
+from study.resolution import resolution_pairs, upscale_rule
 from study.spec import finetuning_rows, is_finetuning
 
 METHOD_ORDER = ("fe_linear", "fe_fne", "ft_full", "ft_partial")
@@ -70,13 +71,28 @@ def pareto_front(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return front
 
 
-def working_resolution(q: Questionnaire, native_px: int) -> tuple[int, str]:
-    """(pixels, why): the input size the option would run at for this task."""
+def working_resolution(q: Questionnaire, native_px: int, upscale: dict | None = None,
+                       finetuning: bool = False) -> tuple[int, str]:
+    """(pixels, why): the input size the option would run at for this task. ``upscale`` (``study.resolution.
+    upscale_rule``): where the resolution check measured small images, those smaller than its reference resolution
+    are upscaled, for extraction, to the resolution it found most accurate (at most the backbone's native input),
+    and for fine-tuning, which it did not measure, to the reference resolution, where fine-tuning's accuracy was
+    measured; without it, to SMALLEST_INPUT_PX at least."""
     if q.working_resolution_px is not None:
         return q.working_resolution_px, "your choice of working resolution"
     if q.image_size_px >= native_px:
         return native_px, (f"your {q.image_size_px} px images downscaled to the backbone's native {native_px} px "
                            "input (what it was pretrained at)")
+    if upscale and upscale["change_points"] is not None and q.image_size_px < upscale["reference_px"]:
+        if finetuning:
+            size = upscale["reference_px"]
+            return size, (f"your {q.image_size_px} px images upscaled to {size} px, where fine-tuning's accuracy was "
+                          "measured (the resolution check measured extraction only)")
+        size = min(upscale["resolution_px"], native_px)
+        changes = ", ".join(f"{px} px {change:+.1f} points" for px, change in upscale["change_points_by_px"].items())
+        return size, (f"your {q.image_size_px} px images upscaled to {size} px, where feature extraction was most "
+                      f"accurate on the study's {upscale['datasets']} datasets of small images (on average against "
+                      f"{upscale['reference_px']} px: {changes}; {upscale['runs']} paired runs)")
     if q.image_size_px < SMALLEST_INPUT_PX:
         return SMALLEST_INPUT_PX, (f"your {q.image_size_px} px images upscaled to {SMALLEST_INPUT_PX} px, the "
                                    "smallest input these backbones pool well")
@@ -141,9 +157,10 @@ class Advisor:
     """fit(tables) once, then advise(questionnaire, assumptions) per request (fast, deterministic)."""
 
     def fit(self, tables: dict) -> "Advisor":
-        gains = budget_gains(budget_pairs(tables["runs"]))  # the convergence check's runs are not evidence: first
-        gained = gains[gains["gained"]]
+        gains = budget_gains(budget_pairs(tables["runs"]))  # the convergence and resolution checks' runs are not
+        gained = gains[gains["gained"]]                     # evidence: read first
         self.budget_gained_ = dict(zip(gained["dataset"], gained["mean_change"].astype(float)))
+        self.upscale_ = upscale_rule(resolution_pairs(tables["runs"], tables["datasets"]))
         tables = evidence_only(tables)
         self.rows_ = evidence_rows(tables)
         self.best_measured_ = best_measured(self.rows_)
@@ -227,7 +244,8 @@ class Advisor:
         at_k = curves[curves["images_per_class"] == q.images_per_class].reset_index(drop=True)
         records = []
         for _, row in at_k.iterrows():
-            resolution, why = working_resolution(q, self.native_resolution_.get(row["backbone"], 224))
+            resolution, why = working_resolution(q, self.native_resolution_.get(row["backbone"], 224), self.upscale_,
+                                                 is_finetuning(row["method"]))
             cost = self.costs_.estimate(row["method"], row["backbone"], q.n_classes, q.images_per_class,
                                         q.hardware, resolution, q.region, assumptions)
             verdicts = [budget_verdict(name, limit, cost, q, row["method"]) for name, limit in q.budgets.items()

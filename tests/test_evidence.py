@@ -13,6 +13,7 @@ from study.convergence import (TOLERANCE_POINTS, budget_gained_sentence, budget_
 from study.evidence import (crossovers, matched_cost_ratios, pilot_table, probe_machines, render, seed_spread,
                             verdict)
 from study.grid_file import evidence_grids
+from study.resolution import REFERENCE_PX, best_upscale, by_resolution, resolution_pairs
 from study.spec import FinetuneConfig
 from study.store import DEFAULT_DB
 
@@ -191,3 +192,32 @@ def test_a_dataset_where_doubling_the_budget_gained_a_point_is_named():
     sentence = budget_gained_sentence(gains)
     assert "a (+1.8 points over 2 runs)" in sentence and "b (" not in sentence
     assert budget_gained_sentence(gains[gains["dataset"] == "b"]) == ""
+
+
+def test_the_resolution_check_pairs_each_run_with_its_twin_at_the_evidence_resolution(runs):
+    """On the shipped DB: every small-image dataset's extraction runs at 64 and 224 px, each paired once with the
+    128 px run of the same dataset, backbone, method, k and seed, whose accuracy it carries; the advisor's choice is
+    the resolution with the best mean over datasets (128 px itself where none beats it)."""
+    with duckdb.connect(str(DEFAULT_DB), read_only=True) as con:
+        datasets = con.execute("SELECT * FROM datasets").df()
+    pairs = resolution_pairs(runs, datasets)
+    assert set(pairs["resolution"]) == {64, 224} and pairs["dataset"].nunique() >= 4
+    assert not pairs.duplicated(["dataset", "backbone", "method", "images_per_class", "seed", "resolution"]).any()
+    assert "flowers5" not in set(pairs["dataset"])  # 160 px images, downscaled at 96 px: another question
+    row = pairs.iloc[0]
+    twin = runs[(runs["dataset"] == row["dataset"]) & (runs["backbone"] == row["backbone"])
+                & (runs["method"] == row["method"]) & (runs["seed"] == row["seed"])
+                & (runs["resolution"] == REFERENCE_PX) & (runs["images_per_class"].round() == row["images_per_class"])]
+    assert len(twin) == 1 and twin["accuracy"].iloc[0] * 100 == pytest.approx(row["accuracy_reference"])
+    resolution, change = best_upscale(pairs)
+    means = by_resolution(pairs).set_index("resolution")["mean_change"]
+    assert change == max(0.0, means.max()) and (resolution == REFERENCE_PX) == (means.max() <= 0)
+
+
+def test_the_best_upscale_weighs_each_dataset_once():
+    """One dataset with many runs must not decide for all: 224 px gains on a's 4 runs but loses more on b's one."""
+    pairs = pd.DataFrame({"dataset": ["a"] * 4 + ["b"], "resolution": [224] * 5,
+                          "change": [2.0, 2.0, 2.0, 2.0, -5.0]})
+    assert best_upscale(pairs) == (REFERENCE_PX, 0.0)
+    assert best_upscale(pairs.assign(change=pairs["change"] + 2)) == (224, pytest.approx(0.5))
+    assert best_upscale(pairs.iloc[:0]) == (REFERENCE_PX, None)

@@ -459,6 +459,28 @@ def test_the_working_resolution_moves_compute_cost_and_says_where_accuracy_was_m
     assert (kept["accuracy_resolution"] == "128 px").all()
 
 
+def test_small_images_are_upscaled_to_the_resolution_the_check_measured_best(advisor, tables):
+    """28 px images run at the resolution check's choice for extraction and at the evidence's resolution for
+    fine-tuning, and say why; larger images are unaffected; without the check's runs, the fallback of 64 px."""
+    upscale = advisor.upscale_
+    assert upscale["change_points"] is not None and upscale["runs"] > 0
+    small = advisor.advise(Questionnaire(n_classes=10, images_per_class=20, image_size_px=28, colour=False,
+                                         hardware="cpu_laptop")).options
+    extraction = ~small["method"].str.startswith("ft_")
+    assert (small.loc[extraction, "resolution"] == upscale["resolution_px"]).all()
+    assert small.loc[extraction, "resolution_reason"].str.contains(f"{upscale['runs']} paired runs").all()
+    # fine-tuning was not in the check: at the resolution its accuracy was measured
+    assert (small.loc[~extraction, "resolution"] == upscale["reference_px"]).all()
+    large = advisor.advise(Questionnaire(n_classes=10, images_per_class=20, image_size_px=512)).options
+    assert (large["resolution"] == 224).all()
+    runs = tables["runs"]
+    unchecked = Advisor().fit({**tables, "runs": runs[runs["grid"] != "cpu-resolution"]})
+    assert unchecked.upscale_["change_points"] is None
+    fallback = unchecked.advise(Questionnaire(n_classes=10, images_per_class=20, image_size_px=28, colour=False,
+                                              hardware="cpu_laptop")).options
+    assert (fallback["resolution"] == 64).all()
+
+
 def test_budget_verdicts_name_what_breaks_them(advisor):
     advice = advisor.advise(Questionnaire(n_classes=20, images_per_class=500, hardware="t4", budget_money_usd=50))
     failing = advice.options[~advice.options["feasible"]]
@@ -501,6 +523,9 @@ def test_guidelines_carry_their_numbers(tables):
     assert "When fine-tuning overtakes extraction" in titles and "What fine-tuning costs" in titles
     cost = next(g for g in guidelines if g.title == "What fine-tuning costs")
     assert cost.numbers["time ratio median"] > 1 and cost.numbers["energy ratio median"] > 1
+    resolution = next(g for g in guidelines if g.title == "Working resolution for small images")
+    assert set(resolution.numbers) == {"64 px", "224 px"}  # the resolution check's runs, though not evidence
+    assert all(n["datasets"] >= 4 for n in resolution.numbers.values())
 
 
 def test_the_crossover_guideline_names_where_twice_the_budget_gained_a_point(tables):
