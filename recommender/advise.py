@@ -157,8 +157,9 @@ class Advisor:
     """fit(tables) once, then advise(questionnaire, assumptions) per request (fast, deterministic)."""
 
     def fit(self, tables: dict) -> "Advisor":
-        gains = budget_gains(budget_pairs(tables["runs"]))  # the convergence and resolution checks' runs are not
-        gained = gains[gains["gained"]]                     # evidence: read first
+        # the convergence and resolution checks' runs are not evidence: read first
+        gains = budget_gains(budget_pairs(tables["runs"]))
+        gained = gains[gains["gained"]]
         self.budget_gained_ = dict(zip(gained["dataset"], gained["mean_change"].astype(float)))
         self.upscale_ = upscale_rule(resolution_pairs(tables["runs"], tables["datasets"]))
         tables = evidence_only(tables)

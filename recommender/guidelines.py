@@ -136,7 +136,7 @@ def small_image_resolution(pairs: pd.DataFrame) -> Guideline | None:
     rule = upscale_rule(pairs)
     summary = by_resolution(pairs).set_index("resolution")
     reference = rule["reference_px"]
-    numbers = {f"{px} px": {"mean change vs {} px (points)".format(reference): round(float(row.mean_change), 1),
+    numbers = {f"{px} px": {f"mean change vs {reference} px (points)": round(float(row.mean_change), 1),
                             "datasets": int(row.datasets), "worst dataset (points)": round(float(row.worst_dataset), 1),
                             "best dataset (points)": round(float(row.best_dataset), 1), "paired runs": int(row.runs)}
                for px, row in summary.iterrows()}

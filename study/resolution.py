@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from study.datasets import native_shorter_side
@@ -56,32 +55,30 @@ def by_resolution(pairs: pd.DataFrame) -> pd.DataFrame:
 def by_dataset(pairs: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, resolution and k: the mean change over backbones, methods and seeds."""
     return (pairs.groupby(["dataset", "native_size", "resolution", "images_per_class"], as_index=False)
-            .agg(runs=("change", "size"), accuracy=("accuracy", "mean"), accuracy_reference=("accuracy_reference", "mean"),
-                 change=("change", "mean")))
+            .agg(runs=("change", "size"), accuracy=("accuracy", "mean"),
+                 accuracy_reference=("accuracy_reference", "mean"), change=("change", "mean")))
 
 
 def best_upscale(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> tuple[int, float | None]:
-    """(resolution, its mean change against ``reference_px`` in points): the measured resolution whose extraction
-    accuracy on small images was highest on average over datasets; ``reference_px`` itself (change 0) where it is
-    the best, and (``reference_px``, None) where nothing was measured."""
-    if pairs.empty:
-        return reference_px, None
-    summary = by_resolution(pairs)
-    candidates = pd.concat([summary[["resolution", "mean_change"]],
-                            pd.DataFrame({"resolution": [reference_px], "mean_change": [0.0]})])
-    best = candidates.sort_values(["mean_change", "resolution"], ascending=[False, True]).iloc[0]
-    return int(best["resolution"]), float(best["mean_change"])
+    """(resolution, its mean change against ``reference_px`` in points), as ``upscale_rule`` chooses them."""
+    rule = upscale_rule(pairs, reference_px)
+    return rule["resolution_px"], rule["change_points"]
 
 
 def upscale_rule(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> dict:
-    """What the advisor upscales small images to, and the evidence for it: the resolution (``best_upscale``), its
-    mean change against ``reference_px`` (None: not measured), every measured resolution's, the datasets and paired
-    runs behind them."""
-    resolution, change = best_upscale(pairs, reference_px)
-    changes = by_resolution(pairs).set_index("resolution")["mean_change"] if len(pairs) else pd.Series(dtype=float)
+    """What the advisor upscales small images to, and the evidence for it: the measured resolution whose extraction
+    accuracy on small images was highest on average over datasets (``reference_px`` itself, change 0, where none
+    beats it; the smaller of two that tie), its mean change against ``reference_px`` (None: nothing measured), every
+    measured resolution's, the datasets and paired runs behind them."""
+    changes = {}
+    if len(pairs):
+        summary = by_resolution(pairs).set_index("resolution")["mean_change"]
+        changes = {int(px): float(change) for px, change in summary.items()}
+    resolution, change = reference_px, None
+    if changes:
+        resolution, change = max({reference_px: 0.0, **changes}.items(), key=lambda item: (item[1], -item[0]))
     return {"resolution_px": resolution, "change_points": change, "reference_px": reference_px,
-            "change_points_by_px": {int(px): float(value) for px, value in changes.items()},
-            "datasets": int(pairs["dataset"].nunique()), "runs": len(pairs)}
+            "change_points_by_px": changes, "datasets": int(pairs["dataset"].nunique()), "runs": len(pairs)}
 
 
 def render_markdown(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> str:
