@@ -18,7 +18,6 @@ import argparse
 import json
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -26,7 +25,7 @@ from study.grid_file import recipe_of
 from study.markdown import markdown_table
 from study.selection import select_trial
 from study.spec import finetuning_rows
-from study.store import DEFAULT_DB
+from study.store import DEFAULT_DB, EvidenceError, read_tables
 
 TOLERANCE_POINTS = 1.0
 
@@ -112,8 +111,8 @@ def checkpoint_table(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def load(db: str | Path) -> dict[str, pd.DataFrame]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return {table: con.execute(f"SELECT * FROM {table}").df() for table in ("runs", "trials", "trial_curves")}
+    """The runs, trials and validation curves the checks read (safe while a study run writes)."""
+    return read_tables(db, ("runs", "trials", "trial_curves"))
 
 
 def report(tables: dict[str, pd.DataFrame], grid: str = "cpu") -> dict:
@@ -196,7 +195,10 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", default="cpu", help="the grid whose recipe is checked (default: cpu)")
     parser.add_argument("--markdown", action="store_true", help="print the EVIDENCE.md section")
     args = parser.parse_args(argv)
-    result = report(load(args.db), args.grid)
+    try:
+        result = report(load(args.db), args.grid)
+    except EvidenceError as error:
+        parser.exit(1, f"{error}\n")
     if args.markdown:
         print(render_markdown(result))
         return 0

@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -15,7 +14,7 @@ from study.resolution import render_markdown as resolution_markdown, resolution_
 from study.grid_file import evidence_grids
 from study.markdown import markdown_table
 from study.spec import finetuning_rows
-from study.store import DEFAULT_DB
+from study.store import DEFAULT_DB, EvidenceError, read_tables
 
 OUTPUT = DEFAULT_DB.parent / "EVIDENCE.md"
 K_ORDER = ["1", "2", "5", "10", "20", "50", "100", "max"]
@@ -190,11 +189,9 @@ def probe_machines(probes: pd.DataFrame, hardware: pd.DataFrame) -> pd.Series:
 
 
 def render(db: Path) -> str:
-    with duckdb.connect(str(db), read_only=True) as con:
-        tables = {name: con.execute(f"SELECT * FROM {name}").df()
-                  for name in ("runs", "trials", "trial_curves", "hardware", "datasets", "extractions",
-                               "probe_curves")}
-        failures = con.execute("SELECT count(*) FROM failures").fetchone()[0]
+    tables = read_tables(db, ("runs", "trials", "trial_curves", "hardware", "datasets", "extractions",
+                              "probe_curves", "failures"))
+    failures = len(tables["failures"])
     runs, hardware, datasets = tables["runs"], tables["hardware"], tables["datasets"]
     evidence = runs[runs["grid"].isin(evidence_grids())]
     spread = (tables["extractions"].groupby(["backbone", "resolution", "hardware_id"])
@@ -290,7 +287,11 @@ def main(argv=None) -> int:
     parser.add_argument("--db", default=str(DEFAULT_DB))
     parser.add_argument("--out", default=str(OUTPUT))
     args = parser.parse_args(argv)
-    Path(args.out).write_text(render(Path(args.db)))
+    try:
+        text = render(Path(args.db))
+    except EvidenceError as error:
+        parser.exit(1, f"{error}\n")
+    Path(args.out).write_text(text)
     print(f"wrote {args.out}")
     return 0
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 
-import duckdb
 import pandas as pd
 
 from study.datasets import native_shorter_side
 from study.markdown import markdown_table
 from study.spec import finetuning_rows
-from study.store import DEFAULT_DB
+from study.store import DEFAULT_DB, EvidenceError, read_tables
 
 REFERENCE_PX = 128  # the evidence grid's resolution
 SPEC_COLUMNS = ["dataset", "backbone", "method", "k_label", "seed"]
@@ -100,18 +99,16 @@ def render_markdown(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> st
         markdown_table(summary.round(2)), "", markdown_table(table.round(2)), ""])
 
 
-def load(db: str) -> dict[str, pd.DataFrame]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return {table: con.execute(f"SELECT * FROM {table}").df() for table in ("runs", "datasets")}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study.resolution", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", default=str(DEFAULT_DB))
     parser.add_argument("--markdown", action="store_true", help="print the EVIDENCE.md section")
     args = parser.parse_args(argv)
-    tables = load(args.db)
+    try:
+        tables = read_tables(args.db, ("runs", "datasets"))
+    except EvidenceError as error:
+        parser.exit(1, f"{error}\n")
     pairs = resolution_pairs(tables["runs"], tables["datasets"])
     if args.markdown or pairs.empty:
         print(render_markdown(pairs))

@@ -185,6 +185,7 @@ def run_specs(specs: list[RunSpec], store, grid: str, device: torch.device, prog
     pending, summary = pending_runs(specs, store, exclude, max_runs)
     log.info("grid %s: %d runs, %d already stored, %d excluded, %d to run on %s", grid, len(specs),
              summary["already_stored"], summary["excluded"], len(pending), device)
+    measure.software()  # the commit of the code this process loaded, read now: the tree may change during the grid
     context = Context(device)
     bar = tqdm(pending, disable=not progress, unit="run", dynamic_ncols=True)
     for position, spec in enumerate(bar):

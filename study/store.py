@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -286,3 +288,75 @@ def ingest(paths: list[str | Path], db: str | Path = DEFAULT_DB) -> dict:
             continue
         report["ingested" if stored else "already_stored"] += 1
     return report
+
+
+# Reading, safe while a study run writes. A writer's read errors (it holds the lock, or is extending or
+# checkpointing the file under the reader) are retried, then read from a snapshot copy; a damaged file fails the
+# same way every time and is reported as such.
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB file
+TRANSIENT_READ_ERRORS = ("lock", "could not read")
+REGENERATE_COMMAND = "python -m study.run --grid cpu-smoke"
+
+
+class EvidenceError(RuntimeError):
+    """The evidence cannot be read; the message says how to fix it."""
+
+
+def _read_tables(path: Path, tables: tuple[str, ...]) -> dict:
+    import duckdb
+    import pandas as pd
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        present = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        unknown = set(tables) - set(SCHEMA)
+        if unknown:
+            raise ValueError(f"not evidence tables: {sorted(unknown)}")  # names from SCHEMA only reach the SQL
+        return {t: con.execute(f"SELECT * FROM {t}").df() if t in present else pd.DataFrame() for t in tables}
+
+
+def read_tables(db: str | Path, tables: tuple[str, ...], retries: int = 20) -> dict:
+    """The named tables of the evidence database as DataFrames (empty where the file predates a table).
+
+    DuckDB lets one process write a file at a time; while ``study.run`` holds it, reading is retried and then
+    falls back to a snapshot copy of the file, so the app and the study's reports keep working during a run.
+    """
+    import duckdb
+
+    path = Path(db)
+    if not path.is_file():
+        raise EvidenceError(f"No evidence database at {path}. Generate it with: {REGENERATE_COMMAND}")
+    with open(path, "rb") as handle:
+        if handle.read(12)[8:] != DUCKDB_MAGIC:  # else it would be retried as if a writer held it
+            raise EvidenceError(f"{path} is not a DuckDB database. Regenerate it with: {REGENERATE_COMMAND}")
+    last_error, result = None, None
+    for attempt in range(retries):
+        try:
+            result = _read_tables(path, tables)
+            break
+        except duckdb.IOException as error:
+            if not any(word in str(error).lower() for word in TRANSIENT_READ_ERRORS):
+                raise EvidenceError(f"{path} cannot be read ({error}). Regenerate it with: {REGENERATE_COMMAND}") \
+                    from None
+            last_error = error  # a writer holds it (one short transaction per run): retry, then read a snapshot
+            time.sleep(min(0.5, 0.05 * (attempt + 1)))
+        except duckdb.Error as error:  # a damaged file
+            raise EvidenceError(f"{path} cannot be read as a DuckDB database ({error}). "
+                                f"Regenerate it with: {REGENERATE_COMMAND}") from None
+    for _ in range(3 if result is None else 0):
+        with tempfile.TemporaryDirectory() as folder:
+            snapshot = Path(folder) / path.name
+            shutil.copyfile(path, snapshot)
+            try:
+                result = _read_tables(snapshot, tables)
+                break
+            except duckdb.Error:
+                time.sleep(0.2)  # copied mid-write: try a fresh copy
+    if result is None and "lock" in str(last_error).lower():
+        raise EvidenceError(f"{path} is in use and no readable snapshot could be taken ({last_error}); "
+                            "try again in a moment")
+    if result is None:
+        raise EvidenceError(f"{path} cannot be read ({last_error}), neither directly nor as a copy. Regenerate it "
+                            f"with: {REGENERATE_COMMAND}")
+    if "runs" in result and result["runs"].empty:
+        raise EvidenceError(f"{path} holds no runs yet. Generate them with: {REGENERATE_COMMAND}")
+    return result

@@ -78,6 +78,30 @@ def test_evidence_report_renders_from_the_database():
     assert "## Accuracy by method x images per class" in text and "estimated" in text
 
 
+def test_the_study_reports_read_the_database_while_a_run_holds_it_for_writing(tmp_path, capsys):
+    """A study run holds the file's write lock; the reports wait, then read a snapshot copy, as the app does
+    (they had failed with DuckDB's lock error)."""
+    import subprocess
+    import sys
+
+    from evidence_snapshot import snapshot_db
+    from study import resolution
+
+    path = snapshot_db(tmp_path)
+    writer = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
+                               "print('locked', flush=True); sys.stdin.read()", str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "locked"
+        with pytest.raises(duckdb.IOException, match="lock"):
+            duckdb.connect(str(path), read_only=True)
+        assert "Evidence shipped in data/study.duckdb" in render(path)
+        assert resolution.main(["--db", str(path)]) == 0 and "224" in capsys.readouterr().out
+        assert load(path)["trials"]["run_id"].isin(load(DEFAULT_DB)["runs"]["run_id"]).all()
+    finally:
+        writer.communicate("", timeout=30)
+
+
 def test_every_study_dataset_has_its_probe_and_pilot_with_provenance():
     """The pilots the recommender learns a user's pilot from: one run per study dataset, beside its probe, with the
     commit and date; the evidence report's table recomputes the gain over the best probed extraction."""

@@ -605,10 +605,10 @@ def test_a_read_that_fails_while_a_writer_extends_the_file_is_retried(tmp_path, 
     load in tests/test_concurrency.py): the next attempt reads it whole."""
     import duckdb
 
-    import recommender.evidence as evidence
+    import study.store as store
     from evidence_snapshot import snapshot_db
 
-    path, real_read, calls = snapshot_db(tmp_path), evidence._read_tables, []
+    path, real_read, calls = snapshot_db(tmp_path), store._read_tables, []
 
     def read_mid_write(*args):
         calls.append(args)
@@ -617,7 +617,7 @@ def test_a_read_that_fails_while_a_writer_extends_the_file_is_retried(tmp_path, 
                                      "bytes from location 4468736")
         return real_read(*args)
 
-    monkeypatch.setattr(evidence, "_read_tables", read_mid_write)
+    monkeypatch.setattr(store, "_read_tables", read_mid_write)
     assert not load_tables(path)["runs"].empty and len(calls) == 2
 
 

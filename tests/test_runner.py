@@ -242,3 +242,21 @@ def test_a_grid_runs_on_a_folder_it_does_not_list(tmp_path, shared_root, grid_fi
             ("my_flowers", 2), ("my_flowers", 5)]
     stored = _run_ids(db)
     assert main(command) == 0 and _run_ids(db) == stored
+
+
+def test_a_grid_records_the_commit_of_the_code_it_loaded_not_of_a_tree_edited_during_it(monkeypatch, tmp_path):
+    """A grid runs for hours; the commit was read at its first stored run, after the tree had been edited, so that
+    run and every later one were marked '+dirty' though the process ran the committed code."""
+    import torch
+
+    from study import measure
+    from study.runner import run_specs
+
+    monkeypatch.setattr(measure, "git_commit", lambda: "loaded")
+    measure.software.cache_clear()
+    try:
+        run_specs([], DuckStore(tmp_path / "study.duckdb"), "cpu", torch.device("cpu"), progress=False)
+        monkeypatch.setattr(measure, "git_commit", lambda: "loaded+dirty")
+        assert measure.software()["git_commit"] == "loaded"
+    finally:
+        measure.software.cache_clear()
