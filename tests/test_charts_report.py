@@ -102,11 +102,12 @@ def test_the_layouts_are_built_once_persisted_and_read_back_by_the_next_server(t
     charts.layouts.cache_clear()
 
 
-def test_a_cold_server_answers_without_importing_altair_or_the_pdf_writer(tmp_path):
+def test_a_cold_server_answers_without_importing_altair_the_pdf_writer_or_scipy(tmp_path):
     """The advisor page's modules and its three charts, in fresh interpreters: the first server builds and persists
-    the layouts (with Altair); the next one reads them and imports neither Altair nor fpdf2 (half a second)."""
+    the layouts (with Altair); the next one reads them and imports neither Altair nor fpdf2 (half a second), and
+    neither server imports SciPy (the accuracy models' one use of it, block_diag, is numpy's)."""
     code = ("import sys; from webapp import charts, fixes, presentation, provenance, ui; charts.layouts(); "
-            "print(sorted({'altair', 'fpdf'} & set(sys.modules)))")
+            "print(sorted({'altair', 'fpdf', 'scipy'} & set(sys.modules)))")
     env = {**os.environ, "EOT_CACHE_DIR": str(tmp_path)}
     imported = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                                check=True).stdout.strip().splitlines()[-1] for _ in range(2)]

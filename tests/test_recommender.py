@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from recommender.accuracy import (KNOTS_K, PREDICTED_FE, PREDICTED_FT, PREDICTED_FT_PILOT, SUPPORT_DATASETS,
-                                  ProbeAnchoredModel, QuestionnaireModel, _Conformal, anchor_table, evidence_rows,
-                                  extraction_only, from_z, has_pilot, is_finetuning, probe_curves_by_dataset, ridge,
-                                  to_z)
+                                  ProbeAnchoredModel, QuestionnaireModel, _Conformal, anchor_table, block_diag,
+                                  evidence_rows, extraction_only, from_z, has_pilot, is_finetuning,
+                                  probe_curves_by_dataset, ridge, to_z)
 from recommender.advise import Advisor, cautious_accuracy, pareto_front
 from recommender.carbon import REGIONS, co2_kg
 from recommender.costs import DATA_CENTRE_PUE, Assumptions, CostModel, ft_recipe, tuning_curve
@@ -593,6 +593,11 @@ def test_the_pilot_guideline_compares_each_pilot_with_the_gain_measured_later(ta
         100 * (at_100.loc[tuned, "accuracy"].max() - at_100.loc[~tuned, "accuracy"].max()), abs=0.05)
     assert -1 <= guideline.numbers["Pearson r, pilot gain vs gain at k=100"] <= 1
     assert pilot_gain(evidence["runs"], evidence["probe_curves"].query("method != 'ft_full'")) is None
+
+
+def test_block_diag_puts_matrices_and_scalar_penalties_on_the_diagonal():
+    assert block_diag(np.ones((1, 2)), 3.0, 2 * np.eye(2)).tolist() == [[1, 1, 0, 0, 0], [0, 0, 3, 0, 0],
+                                                                         [0, 0, 0, 2, 0], [0, 0, 0, 0, 2]]
 
 
 def test_missing_database_names_the_command_that_makes_it(tmp_path):
