@@ -102,6 +102,17 @@ def test_the_study_reports_read_the_database_while_a_run_holds_it_for_writing(tm
         writer.communicate("", timeout=30)
 
 
+@pytest.mark.parametrize("module", ["study.evidence", "study.convergence", "study.resolution"])
+def test_a_report_on_a_missing_database_says_which_command_makes_it(module, tmp_path, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(module).main(["--db", str(tmp_path / "none.duckdb")])
+    message = capsys.readouterr().err
+    assert stopped.value.code == 1 and not (tmp_path / "none.duckdb").exists()
+    assert "No evidence database at" in message and "python -m study.run --grid cpu-smoke" in message
+
+
 def test_every_study_dataset_has_its_probe_and_pilot_with_provenance():
     """The pilots the recommender learns a user's pilot from: one run per study dataset, beside its probe, with the
     commit and date; the evidence report's table recomputes the gain over the best probed extraction."""
