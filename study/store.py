@@ -308,9 +308,6 @@ def _read_tables(path: Path, tables: tuple[str, ...]) -> dict:
 
     with duckdb.connect(str(path), read_only=True) as con:
         present = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        unknown = set(tables) - set(SCHEMA)
-        if unknown:
-            raise ValueError(f"not evidence tables: {sorted(unknown)}")  # names from SCHEMA only reach the SQL
         return {t: con.execute(f"SELECT * FROM {t}").df() if t in present else pd.DataFrame() for t in tables}
 
 
@@ -322,6 +319,9 @@ def read_tables(db: str | Path, tables: tuple[str, ...], retries: int = 20) -> d
     """
     import duckdb
 
+    unknown = set(tables) - set(SCHEMA)
+    if unknown:  # names from SCHEMA only reach the SQL
+        raise ValueError(f"not evidence tables: {sorted(unknown)}")
     path = Path(db)
     if not path.is_file():
         raise EvidenceError(f"No evidence database at {path}. Generate it with: {REGENERATE_COMMAND}")
