@@ -1,21 +1,23 @@
-"""Extract or Tune: the Streamlit app (wiring only; logic lives in recommender/ and study/).
+"""Extract or Tune: the Streamlit app (wiring only; the pages are webapp/main.py, logic lives in recommender/,
+study/ and webapp/).
 
     streamlit run app.py              # on the shipped evidence, data/study.duckdb
     EOT_DB=other.duckdb streamlit run app.py
+
+``streamlit run`` finds the ``st.App`` below and serves ``webapp/main.py`` with it; its lifespan starts importing
+what the first page needs as soon as the server is up (``webapp.warm``), while the first browser loads.
 """
-import os
+from contextlib import asynccontextmanager
 
 import streamlit as st
 
-from webapp import ui
-from recommender.evidence import DEFAULT_DB
+from webapp import warm
 
-st.set_page_config(page_title="Extract or Tune", layout="wide")
-ui.share_evidence(ui.load_evidence(os.environ.get("EOT_DB") or str(DEFAULT_DB)))
-page = st.navigation([
-    st.Page("webapp/pages/advisor.py", title="Advisor", default=True),
-    st.Page("webapp/pages/evidence.py", title="Evidence explorer", url_path="evidence"),
-    st.Page("webapp/pages/guidelines.py", title="Guidelines", url_path="guidelines"),
-    st.Page("webapp/pages/method.py", title="Method & provenance", url_path="method"),
-])
-page.run()
+
+@asynccontextmanager
+async def lifespan(_app):
+    warm.start()
+    yield
+
+
+app = st.App("webapp/main.py", lifespan=lifespan)

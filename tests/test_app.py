@@ -9,7 +9,7 @@ from evidence_snapshot import snapshot_db
 from recommender.evidence import REGENERATE_COMMAND, EvidenceError, load_tables
 from study.grid_file import evidence_grids
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP = str(Path(__file__).resolve().parent.parent / "webapp" / "main.py")
 SUBMIT = "FormSubmitter:questionnaire-Recommend"
 
 
@@ -148,7 +148,7 @@ def test_an_unreadable_database_keeps_the_app_serving_the_last_good_copy(app, mo
 
 def test_the_other_pages_render_with_charts_tables_and_downloads(app, db):
     at = app()
-    at.switch_page("webapp/pages/evidence.py").run()
+    at.switch_page("pages/evidence.py").run()
     no_crash(at)
     assert len(at.get("vega_lite_chart")) == 2 and at.dataframe
     runs = load_tables(db, ("runs",))["runs"]
@@ -168,11 +168,11 @@ def test_the_other_pages_render_with_charts_tables_and_downloads(app, db):
     assert at.metric[0].value == shown(evidence | {"cpu-smoke"}, "fe_linear")
     assert [b.proto.label for b in at.get("download_button")] == ["Download these runs (CSV)"]
 
-    at.switch_page("webapp/pages/guidelines.py").run()
+    at.switch_page("pages/guidelines.py").run()
     no_crash(at)
     assert at.subheader and "Download the guidelines (PDF)" in [b.proto.label for b in at.get("download_button")]
 
-    at.switch_page("webapp/pages/method.py").run()
+    at.switch_page("pages/method.py").run()
     no_crash(at)
     assert any("estimate" in w.value for w in at.warning)
     assert any("Decision quality" in s.value for s in at.subheader)
@@ -337,3 +337,25 @@ def test_the_probe_panel_runs_the_finetuning_pilot_when_asked(app, tmp_path, mon
     no_crash(at)
     assert recommendation(at)
     assert not any("would narrow it" in i.value for i in at.info)  # probe and pilot are both there
+
+
+def test_the_servers_start_imports_what_the_first_page_needs_in_the_background():
+    """app.py's lifespan (what ``streamlit run app.py`` runs when the server starts) warms the page's imports, in a
+    fresh interpreter: pandas and the recommender are imported once the page script's ``wait`` returns, Altair and
+    the PDF writer are not (the first answer does not need them)."""
+    import subprocess
+    import sys
+
+    code = ("import asyncio, sys\n"
+            "import app\n"
+            "from webapp import warm\n"
+            "before = 'pandas' in sys.modules\n"
+            "async def serve():\n"
+            "    async with app.lifespan(app.app):\n"
+            "        warm.wait()\n"
+            "asyncio.run(serve())\n"
+            "print(before, sorted({'pandas', 'duckdb', 'webapp.ui', 'recommender.advise', 'altair', 'fpdf'}"
+            " & set(sys.modules)))")
+    root = Path(APP).parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False ['duckdb', 'pandas', 'recommender.advise', 'webapp.ui']"

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from evidence_snapshot import snapshot_db
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
+APP = str(ROOT / "webapp" / "main.py")
 PAGE_LOADS = 50
 PASSES = 60  # distinct batches of runs; the writer cycles through them (later cycles re-check) until told to stop
 

@@ -19,7 +19,7 @@ from study.probe import probe
 from study.run import main
 from study.upload import UploadError
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP = str(Path(__file__).resolve().parent.parent / "webapp" / "main.py")
 FLOWERS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "flowers5" / "train"
 
 

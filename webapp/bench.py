@@ -81,7 +81,7 @@ def bench_apptest_submit(db: Path, rounds: int) -> dict:
     from streamlit.testing.v1 import AppTest
 
     os.environ["EOT_DB"] = str(db)
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(Path(__file__).resolve().with_name("main.py")), default_timeout=120).run()
     app.button(key="FormSubmitter:questionnaire-Recommend").click().run()  # fits the advisor once
     timings = []
     for answers in questionnaires(rounds, seed=1):

@@ -79,7 +79,7 @@ def load_evidence(db_path: str) -> Evidence:
 
 
 def share_evidence(evidence: Evidence) -> None:
-    """Hand the evidence app.py loaded to the page it runs."""
+    """Hand the evidence the page script (webapp/main.py) loaded to the page it runs."""
     st.session_state[_EVIDENCE_KEY] = evidence
 
 
