@@ -14,7 +14,7 @@ from altair.vegalite.v6.schema import load_schema
 from pypdf import PdfReader
 
 from evidence_snapshot import snapshot_db
-from webapp import altair_charts, charts, fixes, report
+from webapp import altair_charts, charts, fixes, renderer, report
 from recommender.advise import Advisor
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
 from recommender.evidence import load_tables
@@ -72,7 +72,7 @@ def test_charts_name_options_mark_your_k_the_budget_and_log_no_infinite_extents(
     assert frame.loc[frame["measure"] == "CO₂", "budget"].eq(1e-6).all()
     assert set(frame.loc[frame["measure"] == "Energy with PUE", "component"]) == {"device",
                                                                                "data-centre overhead (PUE)"}
-    assert charts.to_png(charts.cost_breakdown(advice.options)).startswith(b"\x89PNG")
+    assert renderer.render_png(charts.cost_breakdown(advice.options)).startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize("log_scale", [False, True])
@@ -177,6 +177,35 @@ def test_tables_and_the_csv_name_options_for_people_and_keep_the_id_in_one_colum
     assert list(csv["Option id"]) == list(advice.options["option"])
     assert not INTERNAL_ID.search(csv.drop(columns="Option id").to_csv())
     assert not any("_" in column for column in csv.columns)
+
+
+def test_the_charts_render_in_worker_processes_and_the_server_process_never_loads_the_renderer(tmp_path):
+    """vl-convert holds the GIL while it renders: the report's charts render in the renderer's processes, so the
+    server process (here a fresh interpreter) never imports it, and each PNG is the one rendering in-process gives."""
+    spec = json.dumps({"data": {"values": [{"x": 1, "y": 2}, {"x": 2, "y": 1}]}, "mark": "line",
+                       "encoding": {"x": {"field": "x", "type": "quantitative"},
+                                    "y": {"field": "y", "type": "quantitative", "title": "CO₂ (kg)"}}})
+    code = ("import json, sys\nfrom webapp import renderer\n"
+            f"specs = [json.loads({spec!r}), {{**json.loads({spec!r}), 'mark': 'point'}}]\n"
+            "pngs = renderer.render_pngs(specs)\n"
+            "open(sys.argv[1], 'wb').write(pngs[0]); open(sys.argv[2], 'wb').write(pngs[1])\n"
+            "print('vl_convert' in sys.modules, all(p.startswith(b'\\x89PNG') for p in pngs), pngs[0] != pngs[1])")
+    paths = [tmp_path / "line.png", tmp_path / "point.png"]
+    out = subprocess.run([sys.executable, "-c", code, *map(str, paths)], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1]
+    assert out == "False True True"
+    assert paths[0].read_bytes() == renderer.render_png(json.loads(spec))
+
+
+def test_without_renderer_processes_the_charts_render_in_this_process(advice, monkeypatch, caplog):
+    def cannot_spawn():
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(renderer, "start", cannot_spawn)
+    pngs = report.chart_pngs(advice)
+    assert list(pngs) == ["Learning curves", "Accuracy and cost", "Costs"]
+    assert all(png.startswith(b"\x89PNG") for png in pngs.values())
+    assert "rendering in the server process" in caplog.text
 
 
 def test_the_personal_report_names_options_failures_resolution_and_every_source(advice, tables, advisor):

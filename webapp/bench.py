@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from webapp import charts, report
+from webapp import charts, renderer, report
 from recommender.advise import BUDGET_COLUMNS, Advisor
 from webapp.server import browser_page, chromium_path, serve
 from recommender.costs import ASSUMPTION_SOURCES, Assumptions
@@ -126,7 +126,7 @@ def bench_pdf(tables: dict, advisor: Advisor, rounds: int) -> dict:
                             budget_money_usd=400.0)
     advice = advisor.advise(answers, Assumptions())
     started = time.perf_counter()
-    charts.warm_up_renderer()  # what the app does in the background when it shows advice
+    renderer.warm_up()  # what the app does in the background when it shows advice
     warm_up = time.perf_counter() - started
     personal = []
     for _ in range(rounds):

@@ -1,4 +1,4 @@
-"""The charts the app and the PDF reports show: plain DataFrames in, Vega-Lite specs out (PNG via vl-convert).
+"""The charts the app and the PDF reports show: plain DataFrames in, Vega-Lite specs out (PNG: ``webapp.renderer``).
 
 Options are named as people read them (``study.labels``); titles are anchored left and short enough to fit, with
 what would otherwise be an overlapping label (your k, your budget) said in the subtitle; every layer has its own
@@ -24,8 +24,6 @@ from recommender.advise import BUDGET_COLUMNS
 from study.labels import family_label, short_option_label
 from webapp.presentation import COSTS, cost_label, family, format_amount, readable
 
-FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-VEGALITE_VERSION = "6.4"  # the Vega-Lite that altair 6.3 writes; vl-convert must render the same
 WITHIN, BEYOND = "within what the study measured", "extrapolated (beyond the measured k or class count)"
 TIME_UNITS = (("s", 1 / 3600), ("min", 1 / 60), ("h", 1.0))
 LAYOUT_SOURCE = Path(__file__).with_name("altair_charts.py")
@@ -213,24 +211,3 @@ def cost_breakdown(options: pd.DataFrame, budgets: dict[str, float] | None = Non
                 for c, v in zip(frame["column"], frame["value"])]).sort_values("panel_rank", kind="stable")
     data = data[["panel", "panel_rank", "name", "rank", "component", "shown", "limit", "has_budget", "amount"]]
     return _spec(layouts()["cost_breakdown"], {}, costs=data)  # names only: the study's ids stay out of the chart
-
-
-_fonts_registered = False
-
-
-def to_png(spec: dict, scale: float = 1.5) -> bytes:
-    """PNG of a chart's Vega-Lite spec for the PDF reports, rendered offline with DejaVu so CO₂ shows."""
-    global _fonts_registered
-    import vl_convert
-
-    if not _fonts_registered and FONT_DIR.is_dir():
-        vl_convert.register_font_directory(str(FONT_DIR))
-        _fonts_registered = True
-    spec = {**spec, "config": {**spec.get("config", {}), "font": "DejaVu Sans"}}
-    return vl_convert.vegalite_to_png(spec, vl_version=VEGALITE_VERSION, scale=scale)
-
-
-def warm_up_renderer() -> None:
-    """Start vl-convert's JavaScript engine (about a second on first use) before a PDF is asked for."""
-    to_png({"data": {"values": [{"x": 1}]}, "mark": "point", "encoding": {"x": {"field": "x", "type": "quantitative"}}},
-           scale=1.0)

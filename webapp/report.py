@@ -13,7 +13,7 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 from PIL import Image
 
-from webapp import charts
+from webapp import charts, renderer
 from recommender.advise import BUDGET_COLUMNS
 from recommender.hardware import HARDWARE
 from webapp.presentation import (answers_table, assumptions_table, budget_checks, duration, failures_table,
@@ -33,12 +33,12 @@ class ReportError(RuntimeError):
 class _Document(FPDF):
     def __init__(self, title: str):
         super().__init__(format="A4")
-        missing = [name for name in FONT_FILES.values() if not (charts.FONT_DIR / name).is_file()]
+        missing = [name for name in FONT_FILES.values() if not (renderer.FONT_DIR / name).is_file()]
         if missing:
-            raise ReportError(f"PDF export needs the DejaVu fonts ({', '.join(missing)} not in {charts.FONT_DIR}); "
+            raise ReportError(f"PDF export needs the DejaVu fonts ({', '.join(missing)} not in {renderer.FONT_DIR}); "
                               "install them with: apt-get install fonts-dejavu-core (scripts/bootstrap.sh does)")
         for style, name in FONT_FILES.items():
-            self.add_font(FONT, style, str(charts.FONT_DIR / name))
+            self.add_font(FONT, style, str(renderer.FONT_DIR / name))
         self.document_title = title
         self.set_title(title)
         self.set_author("Extract or Tune")
@@ -199,9 +199,8 @@ def chart_pngs(advice, cost_column: str = "total_usd") -> dict[str, bytes]:
     budget_name = next((name for name, column in BUDGET_COLUMNS.items() if column == cost_column), None)
     shown = charts.fe_vs_ft_options(advice.options, advice.recommended)
     k = advice.questionnaire.images_per_class
-    return {
-        "Learning curves": charts.to_png(charts.learning_curves(advice.curves, k, shown)),
-        "Accuracy and cost": charts.to_png(charts.accuracy_vs_cost(advice.options, cost_column,
-                                                                   budgets.get(budget_name), advice.recommended)),
-        "Costs": charts.to_png(charts.cost_breakdown(advice.options, budgets)),
-    }
+    specs = {"Learning curves": charts.learning_curves(advice.curves, k, shown),
+             "Accuracy and cost": charts.accuracy_vs_cost(advice.options, cost_column, budgets.get(budget_name),
+                                                          advice.recommended),
+             "Costs": charts.cost_breakdown(advice.options, budgets)}
+    return dict(zip(specs, renderer.render_pngs(list(specs.values()))))

@@ -117,10 +117,9 @@ def guidelines(current: Evidence) -> list:
 
 
 def _warm_up_pdf() -> None:
-    from webapp import report  # noqa: F401  fpdf2 and PIL, off the advice's path
-    from webapp.charts import warm_up_renderer
+    from webapp import renderer, report  # noqa: F401  fpdf2 and PIL, off the advice's path
 
-    warm_up_renderer()
+    renderer.warm_up()
 
 
 @st.cache_resource
