@@ -197,20 +197,21 @@ def test_the_charts_render_in_worker_processes_and_the_server_process_never_load
     assert paths[0].read_bytes() == renderer.render_png(json.loads(spec))
 
 
-def test_without_renderer_processes_the_charts_render_in_this_process(advice, monkeypatch, caplog):
+def test_without_renderer_processes_the_report_renders_its_charts_in_this_process(advice, tables, monkeypatch,
+                                                                                    caplog):
     def cannot_spawn():
         raise OSError("no processes here")
 
     monkeypatch.setattr(renderer, "start", cannot_spawn)
-    pngs = report.chart_pngs(advice)
-    assert list(pngs) == ["Learning curves", "Accuracy and cost", "Costs"]
-    assert all(png.startswith(b"\x89PNG") for png in pngs.values())
+    pdf = report.personal_report(advice, report.chart_specs(advice), evidence_summary(tables), Assumptions(),
+                                 ASSUMPTION_SOURCES)
+    assert sum(len(page.images) for page in PdfReader(io.BytesIO(pdf)).pages) == 3
     assert "rendering in the server process" in caplog.text
 
 
 def test_the_personal_report_names_options_failures_resolution_and_every_source(advice, tables, advisor):
     provenance = sources_table(advisor.costs_.references_, len(tables["runs"]))
-    pdf = report.personal_report(advice, report.chart_pngs(advice), evidence_summary(tables), Assumptions(),
+    pdf = report.personal_report(advice, report.chart_specs(advice), evidence_summary(tables), Assumptions(),
                                  ASSUMPTION_SOURCES, "http://eot.example.org/?n_classes=5", provenance)
     reader = PdfReader(io.BytesIO(pdf))
     text = "\n".join(page.extract_text() for page in reader.pages)

@@ -131,7 +131,7 @@ def bench_pdf(tables: dict, advisor: Advisor, rounds: int) -> dict:
     personal = []
     for _ in range(rounds):
         started = time.perf_counter()
-        report.personal_report(advice, report.chart_pngs(advice), summary, Assumptions(), ASSUMPTION_SOURCES)
+        report.personal_report(advice, report.chart_specs(advice), summary, Assumptions(), ASSUMPTION_SOURCES)
         personal.append(time.perf_counter() - started)
     guidelines = derive(tables)
     started = time.perf_counter()

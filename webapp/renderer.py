@@ -57,20 +57,45 @@ def start() -> ProcessPoolExecutor:
 def warm_up() -> None:
     """Start the renderer processes and wait until each has its engine running (one task each: a process is
     spawned for a task while the others are busy)."""
-    pool = start()
-    for future in [pool.submit(render_png, WARM_UP_SPEC, 1.0) for _ in range(RENDER_PROCESSES)]:
-        future.result(RENDER_TIMEOUT_S)
+    try:
+        pool = start()
+        for future in [pool.submit(render_png, WARM_UP_SPEC, 1.0) for _ in range(RENDER_PROCESSES)]:
+            future.result(RENDER_TIMEOUT_S)
+    except (BrokenProcessPool, OSError, RuntimeError, TimeoutError) as error:
+        _give_up(error)
+
+
+class Rendering:
+    """PNGs on their way: rendering starts in the renderer processes when this is made, so the caller can lay out
+    the rest of a report meanwhile; ``pngs`` waits for them (rendering them in this process if the processes
+    cannot be started or fail)."""
+
+    def __init__(self, specs: list[dict], scale: float = 1.5):
+        self.specs, self.scale = list(specs), scale
+        try:
+            pool = start()
+            self._futures = [pool.submit(render_png, spec, scale) for spec in self.specs]
+        except (BrokenProcessPool, OSError, RuntimeError) as error:
+            self._futures = None
+            _give_up(error)
+
+    def pngs(self) -> list[bytes]:
+        if self._futures is not None:
+            try:
+                return [future.result(RENDER_TIMEOUT_S) for future in self._futures]
+            except (BrokenProcessPool, OSError, RuntimeError, TimeoutError) as error:
+                _give_up(error)
+        return [render_png(spec, self.scale) for spec in self.specs]
+
+
+def _give_up(error: Exception) -> None:
+    """Drop the renderer processes (the next report starts new ones); this report renders in this process."""
+    log.warning("chart renderer processes unavailable (%s); rendering in the server process", error or "timed out")
+    with _lock:
+        if _pool:
+            _pool.pop().shutdown(wait=False, cancel_futures=True)
 
 
 def render_pngs(specs: list[dict], scale: float = 1.5) -> list[bytes]:
     """Each spec's PNG, rendered in the renderer processes (in this one if they fail)."""
-    try:
-        pool = start()
-        futures = [pool.submit(render_png, spec, scale) for spec in specs]
-        return [future.result(RENDER_TIMEOUT_S) for future in futures]
-    except (BrokenProcessPool, OSError, RuntimeError) as error:
-        log.warning("chart renderer processes unavailable (%s); rendering in the server process", error)
-        with _lock:
-            if _pool:
-                _pool.pop().shutdown(wait=False, cancel_futures=True)
-        return [render_png(spec, scale) for spec in specs]
+    return Rendering(specs, scale).pngs()

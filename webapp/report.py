@@ -111,12 +111,15 @@ def _costs_lines(advice, row) -> list[str]:
     ]
 
 
-def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, str], defaults, sources: dict,
+def personal_report(advice, specs: dict[str, dict], evidence: dict[str, str], defaults, sources: dict,
                     link: str | None = None, provenance: pd.DataFrame | None = None,
                     evaluation: dict | None = None) -> bytes:
     """The answers, the recommendation with its budget checks (what breaks each, what would change it) and
     rationale, the charts, every option, the assumptions with their sources, the evidence and every source the
-    advice uses (``evaluation``: the stored recommender evaluation's summary, for what a pilot did to decisions)."""
+    advice uses (``evaluation``: the stored recommender evaluation's summary, for what a pilot did to decisions).
+    ``specs``: the charts by title (``chart_specs``), rendered to PNG in the renderer's processes while the pages
+    before them are laid out."""
+    rendering = renderer.Rendering(list(specs.values()))
     doc = _Document("Extract or Tune: your recommendation")
     doc.heading("Extract or Tune: your recommendation", size=16)
     doc.paragraph(f"Generated {_stamp()}.", size=8)
@@ -153,7 +156,7 @@ def personal_report(advice, chart_pngs: dict[str, bytes], evidence: dict[str, st
     doc.bullets([readable(line) for line in advice.rationale])
     doc.heading("Your answers", size=11)
     doc.table(answers_table(advice.questionnaire), col_widths=(1, 1))
-    for title, png in chart_pngs.items():
+    for title, png in zip(specs, rendering.pngs()):
         doc.chart(title, png)
     doc.add_page()
     doc.heading("Every option")
@@ -193,14 +196,13 @@ def guidelines_document(guidelines: list, evidence: dict[str, str], provenance: 
     return doc.bytes()
 
 
-def chart_pngs(advice, cost_column: str = "total_usd") -> dict[str, bytes]:
-    """The personal report's charts rendered to PNG: learning curves, accuracy and cost per option, costs."""
+def chart_specs(advice, cost_column: str = "total_usd") -> dict[str, dict]:
+    """The personal report's charts (Vega-Lite): learning curves, accuracy and cost per option, costs."""
     budgets = advice.questionnaire.budgets
     budget_name = next((name for name, column in BUDGET_COLUMNS.items() if column == cost_column), None)
     shown = charts.fe_vs_ft_options(advice.options, advice.recommended)
     k = advice.questionnaire.images_per_class
-    specs = {"Learning curves": charts.learning_curves(advice.curves, k, shown),
-             "Accuracy and cost": charts.accuracy_vs_cost(advice.options, cost_column, budgets.get(budget_name),
-                                                          advice.recommended),
-             "Costs": charts.cost_breakdown(advice.options, budgets)}
-    return dict(zip(specs, renderer.render_pngs(list(specs.values()))))
+    return {"Learning curves": charts.learning_curves(advice.curves, k, shown),
+            "Accuracy and cost": charts.accuracy_vs_cost(advice.options, cost_column, budgets.get(budget_name),
+                                                         advice.recommended),
+            "Costs": charts.cost_breakdown(advice.options, budgets)}

@@ -153,7 +153,7 @@ link = ui.share_link(answers, assumptions)
 def personal_report_pdf() -> bytes:
     from webapp import report  # fpdf2 loads when a report is asked for (or in the warm-up), not on a cold link
 
-    return report.personal_report(advice, report.chart_pngs(advice, cost_column), summary, Assumptions(),
+    return report.personal_report(advice, report.chart_specs(advice, cost_column), summary, Assumptions(),
                                   ASSUMPTION_SOURCES, link, provenance, evaluation)
 
 
