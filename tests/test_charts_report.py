@@ -197,6 +197,25 @@ def test_the_charts_render_in_worker_processes_and_the_server_process_never_load
     assert paths[0].read_bytes() == renderer.render_png(json.loads(spec))
 
 
+def test_the_renderer_processes_exit_with_the_server_process_even_when_it_is_killed():
+    """A stopped server must not leave its renderer processes running (about 90 MB each)."""
+    import signal
+    import time
+
+    code = ("import os, subprocess, time\nfrom webapp import renderer\nrenderer.warm_up()\n"
+            "print(subprocess.run(['pgrep', '-P', str(os.getpid())], capture_output=True, text=True).stdout.split(),"
+            " flush=True)\ntime.sleep(120)")
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    children = json.loads(server.stdout.readline().replace("'", '"'))
+    assert len(children) >= 3  # the renderer processes (and multiprocessing's resource tracker)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{child}").exists() for child in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [child for child in children if Path(f"/proc/{child}").exists()]
+
+
 def test_without_renderer_processes_the_report_renders_its_charts_in_this_process(advice, tables, monkeypatch,
                                                                                     caplog):
     def cannot_spawn():

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -22,6 +23,8 @@ RENDER_PROCESSES = 3  # the three charts of a report, side by side
 RENDER_TIMEOUT_S = 60.0
 WARM_UP_SPEC = {"data": {"values": [{"x": 1}]}, "mark": "point",
                 "encoding": {"x": {"field": "x", "type": "quantitative"}}}
+# Processes that cannot start or died, a report's wait that ran out, or renders cancelled when another report gave up
+FAILURES = (BrokenProcessPool, OSError, RuntimeError, TimeoutError, CancelledError)
 log = logging.getLogger(__name__)
 _pool: list[ProcessPoolExecutor] = []
 _lock = threading.Lock()
@@ -40,8 +43,17 @@ def render_png(spec: dict, scale: float = 1.5) -> bytes:
     return vl_convert.vegalite_to_png(spec, vl_version=VEGALITE_VERSION, scale=scale)
 
 
+def _exit_with_parent() -> None:
+    """In a worker process: exit as soon as the server process has (its pipes do not tell the worker: a stopped
+    server left its renderer processes running)."""
+    multiprocessing.parent_process().join()
+    os._exit(0)
+
+
 def _start_engine() -> None:
-    """In each worker process, as it starts: vl-convert's JavaScript engine (about a second on first use)."""
+    """In each worker process, as it starts: a watch on the server process, and vl-convert's JavaScript engine
+    (about a second on first use)."""
+    threading.Thread(target=_exit_with_parent, name="exit-with-server", daemon=True).start()
     render_png(WARM_UP_SPEC, scale=1.0)
 
 
@@ -57,12 +69,13 @@ def start() -> ProcessPoolExecutor:
 def warm_up() -> None:
     """Start the renderer processes and wait until each has its engine running (one task each: a process is
     spawned for a task while the others are busy)."""
+    pool = None
     try:
         pool = start()
         for future in [pool.submit(render_png, WARM_UP_SPEC, 1.0) for _ in range(RENDER_PROCESSES)]:
             future.result(RENDER_TIMEOUT_S)
-    except (BrokenProcessPool, OSError, RuntimeError, TimeoutError) as error:
-        _give_up(error)
+    except FAILURES as error:
+        _give_up(pool, error)
 
 
 class Rendering:
@@ -71,28 +84,30 @@ class Rendering:
     cannot be started or fail)."""
 
     def __init__(self, specs: list[dict], scale: float = 1.5):
-        self.specs, self.scale = list(specs), scale
+        self.specs, self.scale, self._pool, self._futures = list(specs), scale, None, None
         try:
-            pool = start()
-            self._futures = [pool.submit(render_png, spec, scale) for spec in self.specs]
-        except (BrokenProcessPool, OSError, RuntimeError) as error:
+            self._pool = start()
+            self._futures = [self._pool.submit(render_png, spec, scale) for spec in self.specs]
+        except FAILURES as error:
             self._futures = None
-            _give_up(error)
+            _give_up(self._pool, error)
 
     def pngs(self) -> list[bytes]:
         if self._futures is not None:
             try:
                 return [future.result(RENDER_TIMEOUT_S) for future in self._futures]
-            except (BrokenProcessPool, OSError, RuntimeError, TimeoutError) as error:
-                _give_up(error)
+            except FAILURES as error:
+                _give_up(self._pool, error)
         return [render_png(spec, self.scale) for spec in self.specs]
 
 
-def _give_up(error: Exception) -> None:
-    """Drop the renderer processes (the next report starts new ones); this report renders in this process."""
-    log.warning("chart renderer processes unavailable (%s); rendering in the server process", error or "timed out")
+def _give_up(pool: ProcessPoolExecutor | None, error: Exception) -> None:
+    """Drop the renderer processes that failed (the next report starts new ones, unless another report already
+    has); this report renders in this process."""
+    log.warning("chart renderer processes unavailable (%s); rendering in the server process",
+                error or type(error).__name__)
     with _lock:
-        if _pool:
+        if pool is not None and _pool and _pool[0] is pool:
             _pool.pop().shutdown(wait=False, cancel_futures=True)
 
 
