@@ -264,7 +264,8 @@ def render(db: Path) -> str:
                   "2-core CPU named (times compare only within one machine).", "", markdown_table(pilots), ""]
     lines += ["## Convergence of the fine-tuning recipe", "", render_markdown(convergence), ""]
     lines += ["## Working resolution for small images", "",
-              resolution_markdown(resolution_pairs(tables["runs"], datasets)), ""]
+              resolution_markdown(resolution_pairs(tables["runs"], datasets),
+                                  resolution_pairs(tables["runs"], datasets, finetuning=True)), ""]
     utilisation = runs[runs["device_type"] == "cpu"].groupby(["grid", "method"])["cpu_utilisation"].describe(
         percentiles=[0.1, 0.5])[["count", "min", "10%", "50%"]].round(2).astype({"count": int}).reset_index()
     lines += ["## Measurement conditions", "",

@@ -1,10 +1,11 @@
 """``python -m study.resolution``: which working resolution suits small images?
 
 The evidence measures every option at 128 px. A user's 28 px images can be upscaled less (cheaper) or to the
-backbones' native 224 px (what they were pretrained at). The ``cpu-resolution`` check runs feature extraction on the
-study's small-image datasets at other resolutions; each of its runs is paired with the run of the same spec (dataset,
-backbone, method, k, seed) at the evidence's resolution, and the difference in test accuracy is what that resolution
-gains or loses. The advisor upscales small images to the resolution these pairs favour (``best_upscale``).
+backbones' native 224 px (what they were pretrained at). The ``cpu-resolution`` check runs feature extraction, and
+fine-tuning, on the study's small-image datasets at other resolutions; each of its runs is paired with the run of
+the same spec (dataset, backbone, method, k, seed and fine-tuning recipe) at the evidence's resolution, and the
+difference in test accuracy is what that resolution gains or loses. The advisor upscales small images to the
+resolution these pairs favour (``best_upscale``), for each family on its own pairs.
 
     python -m study.resolution              # tables from data/study.duckdb
     python -m study.resolution --markdown   # the same as the section of data/EVIDENCE.md
@@ -21,18 +22,22 @@ from study.spec import finetuning_rows
 from study.store import DEFAULT_DB, EvidenceError, read_tables
 
 REFERENCE_PX = 128  # the evidence grid's resolution
-SPEC_COLUMNS = ["dataset", "backbone", "method", "k_label", "seed"]
+SPEC_COLUMNS = ["dataset", "backbone", "method", "k_label", "seed", "recipe"]
+FAMILIES = {False: "feature extraction", True: "fine-tuning"}
 
 
-def resolution_pairs(runs: pd.DataFrame, datasets: pd.DataFrame, reference_px: int = REFERENCE_PX) -> pd.DataFrame:
-    """One row per pretrained extraction run on small images (the dataset's ``native_size`` smaller than
-    ``reference_px``: upscaled at every resolution) at another resolution, with a twin at ``reference_px``: accuracy
-    (%) at both and the change. Larger images, downscaled (the smoke grid's 96 px runs), answer another question."""
+def resolution_pairs(runs: pd.DataFrame, datasets: pd.DataFrame, reference_px: int = REFERENCE_PX,
+                     finetuning: bool = False) -> pd.DataFrame:
+    """One row per pretrained extraction run (``finetuning``: fine-tuning run) on small images (the dataset's
+    ``native_size`` smaller than ``reference_px``: upscaled at every resolution) at another resolution, with a twin
+    at ``reference_px``: accuracy (%) at both and the change. Larger images, downscaled (the smoke grid's 96 px runs),
+    answer another question."""
     runs = runs.merge(datasets[["name", "native_size"]].rename(columns={"name": "dataset"}), on="dataset")
+    runs = runs.assign(recipe=runs["recipe"].fillna("") if "recipe" in runs else "")  # extraction has none
     small = runs["native_size"].map(native_shorter_side) < reference_px
-    fe = runs[small & runs["pretrained"] & ~finetuning_rows(runs["method"])]
-    reference = fe[fe["resolution"] == reference_px].drop_duplicates(SPEC_COLUMNS).set_index(SPEC_COLUMNS)
-    other = fe[fe["resolution"] != reference_px]
+    family = runs[small & runs["pretrained"] & (finetuning_rows(runs["method"]) == finetuning)]
+    reference = family[family["resolution"] == reference_px].drop_duplicates(SPEC_COLUMNS).set_index(SPEC_COLUMNS)
+    other = family[family["resolution"] != reference_px]
     pairs = other.join(reference["accuracy"].rename("accuracy_reference"), on=SPEC_COLUMNS, how="inner")
     pairs = pairs.assign(accuracy=pairs["accuracy"] * 100, accuracy_reference=pairs["accuracy_reference"] * 100,
                          images_per_class=pairs["images_per_class"].round().astype(int))
@@ -80,9 +85,11 @@ def upscale_rule(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> dict:
             "change_points_by_px": changes, "datasets": int(pairs["dataset"].nunique()), "runs": len(pairs)}
 
 
-def render_markdown(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> str:
+def _family_markdown(pairs: pd.DataFrame, finetuning: bool, reference_px: int) -> list[str]:
+    family = FAMILIES[finetuning]
     if pairs.empty:
-        return "Not measured yet: `python -m study.run --grid cpu-resolution` runs the check."
+        return [f"{family.capitalize()}: not measured at other resolutions yet; the advisor runs it at "
+                f"{reference_px} px, where the evidence measured it.", ""]
     resolution, change = best_upscale(pairs, reference_px)
     summary = by_resolution(pairs).rename(columns={
         "resolution": "resolution (px)", "mean_change": f"mean change vs {reference_px} px (points)",
@@ -91,12 +98,24 @@ def render_markdown(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> st
                                               "accuracy": "accuracy (%)",
                                               "accuracy_reference": f"at {reference_px} px (%)",
                                               "change": "change (points)"})
-    verdict = (f"Small images are upscaled to {resolution} px: the best mean extraction accuracy over these datasets"
-               + ("." if resolution == reference_px else f" ({change:+.1f} points against {reference_px} px)."))
-    return "\n".join([
-        f"Feature extraction on the small-image datasets at other resolutions, each run paired with the same spec at "
-        f"{reference_px} px (the evidence's); `python -m study.resolution` regenerates these tables. {verdict}", "",
-        markdown_table(summary.round(2)), "", markdown_table(table.round(2)), ""])
+    gain = "." if resolution == reference_px else f" ({change:+.1f} points against {reference_px} px)."
+    verdict = (f"Small images are upscaled to {resolution} px for {family}: its best mean accuracy over these "
+               f"datasets{gain}")
+    return [f"{family.capitalize()} on the small-image datasets at other resolutions, each run paired with the same "
+            f"spec at {reference_px} px (the evidence's). {verdict}", "", markdown_table(summary.round(2)), "",
+            markdown_table(table.round(2)), ""]
+
+
+def render_markdown(extraction: pd.DataFrame, finetuning: pd.DataFrame | None = None,
+                    reference_px: int = REFERENCE_PX) -> str:
+    """The EVIDENCE.md section: each family's pairs (``resolution_pairs``), summarised and per dataset."""
+    if extraction.empty and (finetuning is None or finetuning.empty):
+        return "Not measured yet: `python -m study.run --grid cpu-resolution` runs the check."
+    parts = ["`python -m study.resolution` regenerates these tables.", ""]
+    for is_finetuning, pairs in ((False, extraction), (True, finetuning)):
+        if pairs is not None:
+            parts += _family_markdown(pairs, is_finetuning, reference_px)
+    return "\n".join(parts)
 
 
 def main(argv=None) -> int:
@@ -109,13 +128,19 @@ def main(argv=None) -> int:
         tables = read_tables(args.db, ("runs", "datasets"))
     except EvidenceError as error:
         parser.exit(1, f"{error}\n")
-    pairs = resolution_pairs(tables["runs"], tables["datasets"])
-    if args.markdown or pairs.empty:
-        print(render_markdown(pairs))
-    else:
-        with pd.option_context("display.width", 160, "display.max_rows", 200):
-            print(by_resolution(pairs).round(2).to_string(index=False))
-            print(by_dataset(pairs).round(2).to_string(index=False))
+    pairs = {finetuning: resolution_pairs(tables["runs"], tables["datasets"], finetuning=finetuning)
+             for finetuning in FAMILIES}
+    if args.markdown:
+        print(render_markdown(pairs[False], pairs[True]))
+        return 0
+    with pd.option_context("display.width", 160, "display.max_rows", 200):
+        for finetuning, family in FAMILIES.items():
+            print(f"{family}:")
+            if pairs[finetuning].empty:
+                print("  not measured at other resolutions")
+                continue
+            print(by_resolution(pairs[finetuning]).round(2).to_string(index=False))
+            print(by_dataset(pairs[finetuning]).round(2).to_string(index=False))
     return 0
 
 
