@@ -24,6 +24,7 @@ from study.store import DEFAULT_DB, EvidenceError, read_tables
 REFERENCE_PX = 128  # the evidence grid's resolution
 SPEC_COLUMNS = ["dataset", "backbone", "method", "k_label", "seed", "recipe"]
 FAMILIES = {False: "feature extraction", True: "fine-tuning"}
+MIN_DATASETS = 3  # a resolution measured on fewer small-image datasets is reported, not acted on
 
 
 def resolution_pairs(runs: pd.DataFrame, datasets: pd.DataFrame, reference_px: int = REFERENCE_PX,
@@ -70,19 +71,29 @@ def best_upscale(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> tuple
 
 
 def upscale_rule(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> dict:
-    """What the advisor upscales small images to, and the evidence for it: the measured resolution whose extraction
-    accuracy on small images was highest on average over datasets (``reference_px`` itself, change 0, where none
-    beats it; the smaller of two that tie), its mean change against ``reference_px`` (None: nothing measured), every
-    measured resolution's, the datasets and paired runs behind them."""
+    """What the advisor upscales small images to, and the evidence for it: the measured resolution whose accuracy on
+    small images was highest on average over datasets (``reference_px`` itself, change 0, where none beats it; the
+    smaller of two that tie), its mean change against ``reference_px`` (None: nothing to act on), every compared
+    resolution's, the datasets and paired runs behind them. Resolutions are compared like with like, on the datasets
+    measured at each of them; one measured on fewer than ``MIN_DATASETS`` datasets is left out (``too_few``: its
+    datasets), so a check still running does not decide on one or two datasets."""
+    measured = pairs.groupby("resolution")["dataset"].nunique() if len(pairs) else pd.Series(dtype=int)
+    kept = measured[measured >= MIN_DATASETS].index
+    compared = pairs[pairs["resolution"].isin(kept)] if len(pairs) else pairs
+    if len(compared):
+        common = set.intersection(*(set(group) for _, group in compared.groupby("resolution")["dataset"]))
+        compared = compared[compared["dataset"].isin(common)]
     changes = {}
-    if len(pairs):
-        summary = by_resolution(pairs).set_index("resolution")["mean_change"]
+    if len(compared) and compared["dataset"].nunique() >= MIN_DATASETS:
+        summary = by_resolution(compared).set_index("resolution")["mean_change"]
         changes = {int(px): float(change) for px, change in summary.items()}
     resolution, change = reference_px, None
     if changes:
         resolution, change = max({reference_px: 0.0, **changes}.items(), key=lambda item: (item[1], -item[0]))
     return {"resolution_px": resolution, "change_points": change, "reference_px": reference_px,
-            "change_points_by_px": changes, "datasets": int(pairs["dataset"].nunique()), "runs": len(pairs)}
+            "change_points_by_px": changes, "datasets": int(compared["dataset"].nunique()) if changes else 0,
+            "runs": len(compared) if changes else 0,
+            "too_few": {int(px): int(n) for px, n in measured.items() if n < MIN_DATASETS}}
 
 
 def _family_markdown(pairs: pd.DataFrame, finetuning: bool, reference_px: int) -> list[str]:
@@ -90,7 +101,7 @@ def _family_markdown(pairs: pd.DataFrame, finetuning: bool, reference_px: int) -
     if pairs.empty:
         return [f"{family.capitalize()}: not measured at other resolutions yet; the advisor runs it at "
                 f"{reference_px} px, where the evidence measured it.", ""]
-    resolution, change = best_upscale(pairs, reference_px)
+    rule = upscale_rule(pairs, reference_px)
     summary = by_resolution(pairs).rename(columns={
         "resolution": "resolution (px)", "mean_change": f"mean change vs {reference_px} px (points)",
         "worst_dataset": "worst dataset", "best_dataset": "best dataset"})
@@ -98,9 +109,17 @@ def _family_markdown(pairs: pd.DataFrame, finetuning: bool, reference_px: int) -
                                               "accuracy": "accuracy (%)",
                                               "accuracy_reference": f"at {reference_px} px (%)",
                                               "change": "change (points)"})
-    gain = "." if resolution == reference_px else f" ({change:+.1f} points against {reference_px} px)."
-    verdict = (f"Small images are upscaled to {resolution} px for {family}: its best mean accuracy over these "
-               f"datasets{gain}")
+    too_few = "; ".join(f"{px} px is measured on {n} dataset{'s' if n > 1 else ''} so far"
+                        for px, n in rule["too_few"].items())
+    too_few = f" Not yet acted on ({MIN_DATASETS} datasets needed): {too_few}." if too_few else ""
+    if rule["change_points"] is None:
+        verdict = f"The advisor runs {family} at {reference_px} px until then."
+    else:
+        gain = ("." if rule["resolution_px"] == reference_px
+                else f" ({rule['change_points']:+.1f} points against {reference_px} px).")
+        verdict = (f"Small images are upscaled to {rule['resolution_px']} px for {family}: its best mean accuracy over "
+                   f"the {rule['datasets']} datasets measured at every resolution compared{gain}")
+    verdict = too_few.strip() + (" " if too_few else "") + verdict
     return [f"{family.capitalize()} on the small-image datasets at other resolutions, each run paired with the same "
             f"spec at {reference_px} px (the evidence's). {verdict}", "", markdown_table(summary.round(2)), "",
             markdown_table(table.round(2)), ""]
