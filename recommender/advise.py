@@ -73,26 +73,31 @@ def pareto_front(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 def working_resolution(q: Questionnaire, native_px: int, upscale: dict | None = None,
                        finetuning: bool = False) -> tuple[int, str]:
-    """(pixels, why): the input size the option would run at for this task. ``upscale`` (``study.resolution.
-    upscale_rule``): where the resolution check measured small images, those smaller than its reference resolution
-    are upscaled, for extraction, to the resolution it found most accurate (at most the backbone's native input),
-    and for fine-tuning, which it did not measure, to the reference resolution, where fine-tuning's accuracy was
-    measured; without it, to SMALLEST_INPUT_PX at least."""
+    """(pixels, why): the input size the option would run at for this task. ``upscale``: per family (False:
+    extraction, True: fine-tuning) the ``study.resolution.upscale_rule``. Where the resolution check measured the
+    option's family on small images, those smaller than its reference resolution are upscaled to the resolution it
+    found most accurate (at most the backbone's native input); fine-tuning, where the check has not measured it,
+    runs at the reference resolution, where its accuracy was measured; without the check, at SMALLEST_INPUT_PX at
+    least."""
     if q.working_resolution_px is not None:
         return q.working_resolution_px, "your choice of working resolution"
     if q.image_size_px >= native_px:
         return native_px, (f"your {q.image_size_px} px images downscaled to the backbone's native {native_px} px "
                            "input (what it was pretrained at)")
-    if upscale and upscale["change_points"] is not None and q.image_size_px < upscale["reference_px"]:
-        if finetuning:
-            size = upscale["reference_px"]
-            return size, (f"your {q.image_size_px} px images upscaled to {size} px, where fine-tuning's accuracy was "
-                          "measured (the resolution check measured extraction only)")
-        size = min(upscale["resolution_px"], native_px)
-        changes = ", ".join(f"{px} px {change:+.1f} points" for px, change in upscale["change_points_by_px"].items())
-        return size, (f"your {q.image_size_px} px images upscaled to {size} px, where feature extraction was most "
-                      f"accurate on the study's {upscale['datasets']} datasets of small images (on average against "
-                      f"{upscale['reference_px']} px: {changes}; {upscale['runs']} paired runs)")
+    rules = upscale or {}
+    rule, extraction = rules.get(finetuning), rules.get(False)
+    if rule and rule["change_points"] is not None and q.image_size_px < rule["reference_px"]:
+        size = min(rule["resolution_px"], native_px)
+        changes = ", ".join(f"{px} px {change:+.1f} points" for px, change in rule["change_points_by_px"].items())
+        return size, (f"your {q.image_size_px} px images upscaled to {size} px, where "
+                      f"{'fine-tuning' if finetuning else 'feature extraction'} was most accurate on the study's "
+                      f"{rule['datasets']} datasets of small images (on average against {rule['reference_px']} px: "
+                      f"{changes}; {rule['runs']} paired runs)")
+    if finetuning and extraction and extraction["change_points"] is not None \
+            and q.image_size_px < extraction["reference_px"]:
+        size = extraction["reference_px"]
+        return size, (f"your {q.image_size_px} px images upscaled to {size} px, where fine-tuning's accuracy was "
+                      "measured (the resolution check has not measured it at other resolutions on enough datasets)")
     if q.image_size_px < SMALLEST_INPUT_PX:
         return SMALLEST_INPUT_PX, (f"your {q.image_size_px} px images upscaled to {SMALLEST_INPUT_PX} px, the "
                                    "smallest input these backbones pool well")
@@ -161,7 +166,9 @@ class Advisor:
         gains = budget_gains(budget_pairs(tables["runs"]))
         gained = gains[gains["gained"]]
         self.budget_gained_ = dict(zip(gained["dataset"], gained["mean_change"].astype(float)))
-        self.upscale_ = upscale_rule(resolution_pairs(tables["runs"], tables["datasets"]))
+        self.upscale_ = {finetuning: upscale_rule(resolution_pairs(tables["runs"], tables["datasets"],
+                                                                   finetuning=finetuning))
+                         for finetuning in (False, True)}
         tables = evidence_only(tables)
         self.rows_ = evidence_rows(tables)
         self.best_measured_ = best_measured(self.rows_)

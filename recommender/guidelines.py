@@ -17,7 +17,7 @@ from recommender.evidence import DEFAULT_DB, evidence_only, load_tables, measure
 from study.convergence import budget_gained_sentence, budget_gains, budget_pairs
 from study.evidence import crossovers, matched_cost_ratios, pilot_table
 from study.labels import backbone_scope
-from study.resolution import by_resolution, resolution_pairs, upscale_rule
+from study.resolution import REFERENCE_PX, by_resolution, resolution_pairs, upscale_rule
 
 OUTPUT = Path(__file__).resolve().parent.parent / "data" / "GUIDELINES.md"
 
@@ -128,25 +128,34 @@ def fne_vs_linear(rows: pd.DataFrame) -> Guideline:
                      + "; ".join(parts) + ".", numbers)
 
 
-def small_image_resolution(pairs: pd.DataFrame) -> Guideline | None:
-    """What upscaling small images to each measured resolution gained against the evidence's (``study.resolution``
-    pairs; None where the resolution check has not run)."""
-    if pairs.empty:
+def small_image_resolution(extraction: pd.DataFrame, finetuning: pd.DataFrame) -> Guideline | None:
+    """What upscaling small images to each measured resolution gained against the evidence's, per family
+    (``study.resolution`` pairs; None where the resolution check has not run)."""
+    if extraction.empty and finetuning.empty:
         return None
-    rule = upscale_rule(pairs)
-    summary = by_resolution(pairs).set_index("resolution")
-    reference = rule["reference_px"]
-    numbers = {f"{px} px": {f"mean change vs {reference} px (points)": round(float(row.mean_change), 1),
-                            "datasets": int(row.datasets), "worst dataset (points)": round(float(row.worst_dataset), 1),
-                            "best dataset (points)": round(float(row.best_dataset), 1), "paired runs": int(row.runs)}
-               for px, row in summary.iterrows()}
-    parts = [f"at {px} px {row.mean_change:+.1f} points on average against {reference} px "
-             f"({row.worst_dataset:+.1f} to {row.best_dataset:+.1f} by dataset)" for px, row in summary.iterrows()]
-    return Guideline("Working resolution for small images",
-                     f"On the study's {rule['datasets']} datasets of images smaller than {reference} px, feature "
-                     f"extraction scored " + "; ".join(parts) + f". Upscale such images to {rule['resolution_px']} px "
-                     "for feature extraction, as the advisor does. Fine-tuning was not measured at other resolutions: "
-                     f"the advisor runs it at {reference} px, where it was.", numbers)
+    numbers, sentences = {}, []
+    for family, pairs in (("feature extraction", extraction), ("fine-tuning", finetuning)):
+        if pairs.empty:
+            sentences.append(f"{family.capitalize()} was not measured at other resolutions: the advisor runs it at "
+                             f"{REFERENCE_PX} px, where it was.")
+            continue
+        rule = upscale_rule(pairs)
+        summary = by_resolution(pairs).set_index("resolution")
+        reference = rule["reference_px"]
+        numbers.update({f"{family}, {px} px": {
+            f"mean change vs {reference} px (points)": round(float(row.mean_change), 1), "datasets": int(row.datasets),
+            "worst dataset (points)": round(float(row.worst_dataset), 1),
+            "best dataset (points)": round(float(row.best_dataset), 1), "paired runs": int(row.runs)}
+            for px, row in summary.iterrows()})
+        parts = [f"at {px} px {row.mean_change:+.1f} points on average against {reference} px "
+                 f"({row.worst_dataset:+.1f} to {row.best_dataset:+.1f} by dataset; {int(row.datasets)} datasets, {int(row.runs)} paired runs)"
+                 for px, row in summary.iterrows()]
+        advice = (f"upscale such images to {rule['resolution_px']} px for {family}, as the advisor does"
+                  if rule["change_points"] is not None else
+                  f"until more datasets are measured, the advisor runs {family} at {reference} px")
+        sentences.append(f"{family.capitalize()} on the study's datasets of images smaller than {reference} px "
+                         f"scored " + "; ".join(parts) + f": {advice}.")
+    return Guideline("Working resolution for small images", " ".join(sentences), numbers)
 
 
 def partial_vs_full(rows: pd.DataFrame) -> Guideline | None:
@@ -232,7 +241,8 @@ def pilot_gain(runs: pd.DataFrame, probes: pd.DataFrame) -> Guideline | None:
 def derive(tables: dict) -> list[Guideline]:
     # the convergence and resolution checks' runs are not evidence: read first
     gains = budget_gains(budget_pairs(tables["runs"]))
-    resolution = small_image_resolution(resolution_pairs(tables["runs"], tables["datasets"]))
+    resolution = small_image_resolution(*(resolution_pairs(tables["runs"], tables["datasets"], finetuning=finetuning)
+                                          for finetuning in (False, True)))
     tables = evidence_only(tables)
     rows = evidence_rows(tables)
     found = [crossover(tables["runs"], rows, gains), cost_ratios(tables["runs"]), fne_vs_linear(rows),

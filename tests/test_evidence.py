@@ -13,7 +13,7 @@ from study.convergence import (TOLERANCE_POINTS, budget_gained_sentence, budget_
 from study.evidence import (crossovers, matched_cost_ratios, pilot_table, probe_machines, render, seed_spread,
                             verdict)
 from study.grid_file import evidence_grids
-from study.resolution import REFERENCE_PX, best_upscale, by_resolution, resolution_pairs
+from study.resolution import REFERENCE_PX, best_upscale, by_resolution, resolution_pairs, upscale_rule
 from study.spec import FinetuneConfig
 from study.store import DEFAULT_DB
 
@@ -250,9 +250,25 @@ def test_the_resolution_check_pairs_each_run_with_its_twin_at_the_evidence_resol
 
 
 def test_the_best_upscale_weighs_each_dataset_once():
-    """One dataset with many runs must not decide for all: 224 px gains on a's 4 runs but loses more on b's one."""
-    pairs = pd.DataFrame({"dataset": ["a"] * 4 + ["b"], "resolution": [224] * 5,
-                          "change": [2.0, 2.0, 2.0, 2.0, -5.0]})
+    """One dataset with many runs must not decide for all: 224 px gains on a's 4 runs but loses more on b's and
+    c's one each."""
+    pairs = pd.DataFrame({"dataset": ["a"] * 4 + ["b", "c"], "resolution": [224] * 6,
+                          "change": [3.0, 3.0, 3.0, 3.0, -2.5, -2.5]})
     assert best_upscale(pairs) == (REFERENCE_PX, 0.0)
-    assert best_upscale(pairs.assign(change=pairs["change"] + 2)) == (224, pytest.approx(0.5))
+    assert best_upscale(pairs.assign(change=pairs["change"] + 1)) == (224, pytest.approx(1 / 3))
     assert best_upscale(pairs.iloc[:0]) == (REFERENCE_PX, None)
+
+
+def test_resolutions_are_compared_on_the_same_datasets_and_not_on_too_few():
+    """A check still running: 64 px measured on 4 datasets, 224 px on 2 so far. 224 px is reported, not acted on;
+    where both have 3 or more, they are compared on the datasets measured at both."""
+    pairs = pd.DataFrame({"dataset": list("abcd") + list("ab"), "resolution": [64] * 4 + [224] * 2,
+                          "change": [-1.0, -1.0, -1.0, 5.0, 4.0, 4.0]})
+    rule = upscale_rule(pairs)
+    assert rule["change_points_by_px"] == {64: pytest.approx(0.5)} and rule["too_few"] == {224: 2}
+    assert (rule["resolution_px"], rule["datasets"]) == (64, 4)
+    more = pd.concat([pairs, pd.DataFrame({"dataset": ["c"], "resolution": [224], "change": [4.0]})])
+    rule = upscale_rule(more)  # on a, b and c: 64 px -1.0, 224 px +4.0; d (64 px only) is left out
+    assert rule["change_points_by_px"] == {64: pytest.approx(-1.0), 224: pytest.approx(4.0)}
+    assert (rule["resolution_px"], rule["datasets"], rule["too_few"]) == (224, 3, {})
+    assert upscale_rule(pairs[pairs["dataset"].isin(["a", "b"])])["change_points"] is None

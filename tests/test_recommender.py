@@ -9,7 +9,7 @@ from recommender.accuracy import (KNOTS_K, PREDICTED_FE, PREDICTED_FT, PREDICTED
                                   ProbeAnchoredModel, QuestionnaireModel, _Conformal, anchor_table, block_diag,
                                   evidence_rows, extraction_only, from_z, has_pilot, is_finetuning,
                                   probe_curves_by_dataset, ridge, to_z)
-from recommender.advise import Advisor, cautious_accuracy, pareto_front
+from recommender.advise import Advisor, cautious_accuracy, pareto_front, working_resolution
 from recommender.carbon import REGIONS, co2_kg
 from recommender.costs import DATA_CENTRE_PUE, Assumptions, CostModel, ft_recipe, tuning_curve
 from recommender.evaluate import _without, realised_regret
@@ -460,25 +460,46 @@ def test_the_working_resolution_moves_compute_cost_and_says_where_accuracy_was_m
 
 
 def test_small_images_are_upscaled_to_the_resolution_the_check_measured_best(advisor, tables):
-    """28 px images run at the resolution check's choice for extraction and at the evidence's resolution for
-    fine-tuning, and say why; larger images are unaffected; without the check's runs, the fallback of 64 px."""
-    upscale = advisor.upscale_
-    assert upscale["change_points"] is not None and upscale["runs"] > 0
+    """28 px images run, for each family, at the resolution check's choice for it (fine-tuning at the evidence's
+    resolution until the check has measured it on enough datasets), and say why; larger images are unaffected;
+    without the check's runs, the fallback of 64 px."""
+    extraction_rule, finetuning_rule = advisor.upscale_[False], advisor.upscale_[True]
+    assert extraction_rule["change_points"] is not None and extraction_rule["runs"] > 0
     small = advisor.advise(Questionnaire(n_classes=10, images_per_class=20, image_size_px=28, colour=False,
                                          hardware="cpu_laptop")).options
     extraction = ~small["method"].str.startswith("ft_")
-    assert (small.loc[extraction, "resolution"] == upscale["resolution_px"]).all()
-    assert small.loc[extraction, "resolution_reason"].str.contains(f"{upscale['runs']} paired runs").all()
-    # fine-tuning was not in the check: at the resolution its accuracy was measured
-    assert (small.loc[~extraction, "resolution"] == upscale["reference_px"]).all()
+    assert (small.loc[extraction, "resolution"] == extraction_rule["resolution_px"]).all()
+    assert small.loc[extraction, "resolution_reason"].str.contains(f"{extraction_rule['runs']} paired runs").all()
+    measured = finetuning_rule["change_points"] is not None
+    expected = min(finetuning_rule["resolution_px"], 224) if measured else extraction_rule["reference_px"]
+    assert (small.loc[~extraction, "resolution"] == expected).all()
+    assert small.loc[~extraction, "resolution_reason"].str.contains(
+        "fine-tuning was most accurate" if measured else "has not measured it").all()
     large = advisor.advise(Questionnaire(n_classes=10, images_per_class=20, image_size_px=512)).options
     assert (large["resolution"] == 224).all()
     runs = tables["runs"]
     unchecked = Advisor().fit({**tables, "runs": runs[runs["grid"] != "cpu-resolution"]})
-    assert unchecked.upscale_["change_points"] is None
+    assert unchecked.upscale_[False]["change_points"] is None and unchecked.upscale_[True]["change_points"] is None
     fallback = unchecked.advise(Questionnaire(n_classes=10, images_per_class=20, image_size_px=28, colour=False,
                                               hardware="cpu_laptop")).options
     assert (fallback["resolution"] == 64).all()
+
+
+def test_each_family_runs_at_the_resolution_measured_best_for_it():
+    """Fine-tuning follows its own measurements where the check has them, not extraction's."""
+    def rule(resolution_px, change_by_px):
+        return {"resolution_px": resolution_px, "change_points": max([0.0, *change_by_px.values()]),
+                "reference_px": 128, "change_points_by_px": change_by_px, "datasets": 4, "runs": 8, "too_few": {}}
+
+    unmeasured = {**rule(128, {}), "change_points": None, "datasets": 0, "runs": 0}
+    q = Questionnaire(n_classes=10, images_per_class=20, image_size_px=28)
+    extraction = rule(224, {64: -3.9, 224: 1.6})
+    assert working_resolution(q, 224, {False: extraction, True: rule(128, {64: -1.4})}, finetuning=True)[0] == 128
+    size, why = working_resolution(q, 224, {False: extraction, True: rule(224, {64: -1.4, 224: 0.8})}, True)
+    assert size == 224 and "fine-tuning was most accurate" in why and "224 px +0.8 points" in why
+    assert working_resolution(q, 224, {False: extraction, True: unmeasured}, finetuning=True)[0] == 128
+    assert working_resolution(q, 224, {False: extraction, True: unmeasured})[0] == 224
+    assert working_resolution(q, 192, {False: extraction, True: unmeasured})[0] == 192  # at most the native input
 
 
 def test_budget_verdicts_name_what_breaks_them(advisor):
@@ -524,8 +545,10 @@ def test_guidelines_carry_their_numbers(tables):
     cost = next(g for g in guidelines if g.title == "What fine-tuning costs")
     assert cost.numbers["time ratio median"] > 1 and cost.numbers["energy ratio median"] > 1
     resolution = next(g for g in guidelines if g.title == "Working resolution for small images")
-    assert set(resolution.numbers) == {"64 px", "224 px"}  # the resolution check's runs, though not evidence
-    assert all(n["datasets"] >= 4 for n in resolution.numbers.values())
+    extraction = {key: n for key, n in resolution.numbers.items() if key.startswith("feature extraction")}
+    assert set(extraction) == {"feature extraction, 64 px", "feature extraction, 224 px"}  # the check's runs
+    assert all(n["datasets"] >= 4 for n in extraction.values())
+    assert ("fine-tuning" in resolution.statement.lower()) and resolution.statement.count(" px") >= 4
 
 
 def test_the_crossover_guideline_names_where_twice_the_budget_gained_a_point(tables):
