@@ -148,7 +148,8 @@ def small_image_resolution(extraction: pd.DataFrame, finetuning: pd.DataFrame) -
             "best dataset (points)": round(float(row.best_dataset), 1), "paired runs": int(row.runs)}
             for px, row in summary.iterrows()})
         parts = [f"at {px} px {row.mean_change:+.1f} points on average against {reference} px "
-                 f"({row.worst_dataset:+.1f} to {row.best_dataset:+.1f} by dataset; {int(row.datasets)} datasets, {int(row.runs)} paired runs)"
+                 f"({row.worst_dataset:+.1f} to {row.best_dataset:+.1f} by dataset; {int(row.datasets)} datasets, "
+                 f"{int(row.runs)} paired runs)"
                  for px, row in summary.iterrows()]
         advice = (f"upscale such images to {rule['resolution_px']} px for {family}, as the advisor does"
                   if rule["change_points"] is not None else
