@@ -89,10 +89,11 @@ def working_resolution(q: Questionnaire, native_px: int, upscale: dict | None = 
     if rule and rule["change_points"] is not None and q.image_size_px < rule["reference_px"]:
         size = min(rule["resolution_px"], native_px)
         changes = ", ".join(f"{px} px {change:+.1f} points" for px, change in rule["change_points_by_px"].items())
-        return size, (f"your {q.image_size_px} px images upscaled to {size} px, where "
-                      f"{'fine-tuning' if finetuning else 'feature extraction'} was most accurate on the study's "
-                      f"{rule['datasets']} datasets of small images (on average against {rule['reference_px']} px: "
-                      f"{changes}; {rule['runs']} paired runs)")
+        return size, (f"your {q.image_size_px} px images upscaled to {size} px, the resolution the study's "
+                      f"{rule['datasets']} datasets of small images favoured for "
+                      f"{'fine-tuning' if finetuning else 'feature extraction'} (on average against "
+                      f"{rule['reference_px']} px: {changes}; a gain within its standard error over datasets does "
+                      f"not count; {rule['runs']} paired runs)")
     if finetuning and extraction and extraction["change_points"] is not None \
             and q.image_size_px < extraction["reference_px"]:
         size = extraction["reference_px"]

@@ -151,7 +151,8 @@ def small_image_resolution(extraction: pd.DataFrame, finetuning: pd.DataFrame) -
                  f"({row.worst_dataset:+.1f} to {row.best_dataset:+.1f} by dataset; {int(row.datasets)} datasets, "
                  f"{int(row.runs)} paired runs)"
                  for px, row in summary.iterrows()]
-        advice = (f"upscale such images to {rule['resolution_px']} px for {family}, as the advisor does"
+        advice = (f"upscale such images to {rule['resolution_px']} px for {family}, as the advisor does (a gain "
+                  "within its standard error over datasets does not count)"
                   if rule["change_points"] is not None else
                   f"until more datasets are measured, the advisor runs {family} at {reference} px")
         sentences.append(f"{family.capitalize()} on the study's datasets of images smaller than {reference} px "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pandas as pd
 
 from study.datasets import native_shorter_side
@@ -72,24 +73,28 @@ def best_upscale(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> tuple
 
 def upscale_rule(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> dict:
     """What the advisor upscales small images to, and the evidence for it: the measured resolution whose accuracy on
-    small images was highest on average over datasets (``reference_px`` itself, change 0, where none beats it; the
-    smaller of two that tie), its mean change against ``reference_px`` (None: nothing to act on), every compared
-    resolution's, the datasets and paired runs behind them. Resolutions are compared like with like, on the datasets
-    measured at each of them; one measured on fewer than ``MIN_DATASETS`` datasets is left out (``too_few``: its
-    datasets), so a check still running does not decide on one or two datasets."""
+    small images was highest on average over datasets, among those that beat ``reference_px`` by more than the
+    standard error of that mean (a gain within the spread over datasets does not justify the extra compute:
+    ``reference_px`` itself, change 0, where none does; the smaller of two that tie), its mean change against
+    ``reference_px`` (None: nothing to act on), every compared resolution's, the datasets and paired runs behind
+    them. Resolutions are compared like with like, on the datasets measured at each of them; one measured on fewer
+    than ``MIN_DATASETS`` datasets is left out (``too_few``: its datasets), so a check still running does not decide
+    on one or two datasets."""
     measured = pairs.groupby("resolution")["dataset"].nunique() if len(pairs) else pd.Series(dtype=int)
     kept = measured[measured >= MIN_DATASETS].index
     compared = pairs[pairs["resolution"].isin(kept)] if len(pairs) else pairs
     if len(compared):
         common = set.intersection(*(set(group) for _, group in compared.groupby("resolution")["dataset"]))
         compared = compared[compared["dataset"].isin(common)]
-    changes = {}
+    changes, clear = {}, {}
     if len(compared) and compared["dataset"].nunique() >= MIN_DATASETS:
-        summary = by_resolution(compared).set_index("resolution")["mean_change"]
-        changes = {int(px): float(change) for px, change in summary.items()}
+        per_dataset = compared.groupby(["resolution", "dataset"])["change"].mean().groupby("resolution")
+        changes = {int(px): float(change) for px, change in per_dataset.mean().items()}
+        error = per_dataset.std() / np.sqrt(per_dataset.size())
+        clear = {px: change for px, change in changes.items() if change - float(error[px]) > 0}
     resolution, change = reference_px, None
     if changes:
-        resolution, change = max({reference_px: 0.0, **changes}.items(), key=lambda item: (item[1], -item[0]))
+        resolution, change = max({reference_px: 0.0, **clear}.items(), key=lambda item: (item[1], -item[0]))
     return {"resolution_px": resolution, "change_points": change, "reference_px": reference_px,
             "change_points_by_px": changes, "datasets": int(compared["dataset"].nunique()) if changes else 0,
             "runs": len(compared) if changes else 0,
@@ -114,11 +119,14 @@ def _family_markdown(pairs: pd.DataFrame, finetuning: bool, reference_px: int) -
     too_few = f" Not yet acted on ({MIN_DATASETS} datasets needed): {too_few}." if too_few else ""
     if rule["change_points"] is None:
         verdict = f"The advisor runs {family} at {reference_px} px until then."
+    elif rule["resolution_px"] == reference_px:
+        verdict = (f"Small images run at {reference_px} px for {family}: no resolution beat it by more than the "
+                   f"standard error of its mean change over the {rule['datasets']} datasets measured at every "
+                   "resolution compared.")
     else:
-        gain = ("." if rule["resolution_px"] == reference_px
-                else f" ({rule['change_points']:+.1f} points against {reference_px} px).")
-        verdict = (f"Small images are upscaled to {rule['resolution_px']} px for {family}: its best mean accuracy over "
-                   f"the {rule['datasets']} datasets measured at every resolution compared{gain}")
+        verdict = (f"Small images are upscaled to {rule['resolution_px']} px for {family}: its mean accuracy over the "
+                   f"{rule['datasets']} datasets measured at every resolution compared was the best, "
+                   f"{rule['change_points']:+.1f} points against {reference_px} px (more than its standard error).")
     verdict = too_few.strip() + (" " if too_few else "") + verdict
     return [f"{family.capitalize()} on the small-image datasets at other resolutions, each run paired with the same "
             f"spec at {reference_px} px (the evidence's). {verdict}", "", markdown_table(summary.round(2)), "",

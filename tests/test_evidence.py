@@ -251,11 +251,12 @@ def test_the_resolution_check_pairs_each_run_with_its_twin_at_the_evidence_resol
 
 def test_the_best_upscale_weighs_each_dataset_once():
     """One dataset with many runs must not decide for all: 224 px gains on a's 4 runs but loses more on b's and
-    c's one each."""
+    c's one each; a gain must also exceed its standard error over datasets to count."""
     pairs = pd.DataFrame({"dataset": ["a"] * 4 + ["b", "c"], "resolution": [224] * 6,
                           "change": [3.0, 3.0, 3.0, 3.0, -2.5, -2.5]})
     assert best_upscale(pairs) == (REFERENCE_PX, 0.0)
-    assert best_upscale(pairs.assign(change=pairs["change"] + 1)) == (224, pytest.approx(1 / 3))
+    assert best_upscale(pairs.assign(change=pairs["change"] + 3)) == (224, pytest.approx(3 - 2 / 3))  # 2.3 > 1.8
+    assert best_upscale(pairs.assign(change=pairs["change"] + 1)) == (REFERENCE_PX, 0.0)  # +0.3 within its error
     assert best_upscale(pairs.iloc[:0]) == (REFERENCE_PX, None)
 
 
@@ -263,12 +264,12 @@ def test_resolutions_are_compared_on_the_same_datasets_and_not_on_too_few():
     """A check still running: 64 px measured on 4 datasets, 224 px on 2 so far. 224 px is reported, not acted on;
     where both have 3 or more, they are compared on the datasets measured at both."""
     pairs = pd.DataFrame({"dataset": list("abcd") + list("ab"), "resolution": [64] * 4 + [224] * 2,
-                          "change": [-1.0, -1.0, -1.0, 5.0, 4.0, 4.0]})
+                          "change": [1.0, 1.5, 2.0, 2.5, 4.0, 4.0]})
     rule = upscale_rule(pairs)
-    assert rule["change_points_by_px"] == {64: pytest.approx(0.5)} and rule["too_few"] == {224: 2}
+    assert rule["change_points_by_px"] == {64: pytest.approx(1.75)} and rule["too_few"] == {224: 2}
     assert (rule["resolution_px"], rule["datasets"]) == (64, 4)
-    more = pd.concat([pairs, pd.DataFrame({"dataset": ["c"], "resolution": [224], "change": [4.0]})])
-    rule = upscale_rule(more)  # on a, b and c: 64 px -1.0, 224 px +4.0; d (64 px only) is left out
-    assert rule["change_points_by_px"] == {64: pytest.approx(-1.0), 224: pytest.approx(4.0)}
+    more = pd.concat([pairs, pd.DataFrame({"dataset": ["c"], "resolution": [224], "change": [3.5]})])
+    rule = upscale_rule(more)  # on a, b and c: 64 px +1.5, 224 px +3.83; d (64 px only) is left out
+    assert rule["change_points_by_px"] == {64: pytest.approx(1.5), 224: pytest.approx(23 / 6)}
     assert (rule["resolution_px"], rule["datasets"], rule["too_few"]) == (224, 3, {})
     assert upscale_rule(pairs[pairs["dataset"].isin(["a", "b"])])["change_points"] is None

@@ -474,7 +474,7 @@ def test_small_images_are_upscaled_to_the_resolution_the_check_measured_best(adv
     expected = min(finetuning_rule["resolution_px"], 224) if measured else extraction_rule["reference_px"]
     assert (small.loc[~extraction, "resolution"] == expected).all()
     assert small.loc[~extraction, "resolution_reason"].str.contains(
-        "fine-tuning was most accurate" if measured else "has not measured it").all()
+        "favoured for fine-tuning" if measured else "has not measured it").all()
     large = advisor.advise(Questionnaire(n_classes=10, images_per_class=20, image_size_px=512)).options
     assert (large["resolution"] == 224).all()
     runs = tables["runs"]
@@ -496,7 +496,7 @@ def test_each_family_runs_at_the_resolution_measured_best_for_it():
     extraction = rule(224, {64: -3.9, 224: 1.6})
     assert working_resolution(q, 224, {False: extraction, True: rule(128, {64: -1.4})}, finetuning=True)[0] == 128
     size, why = working_resolution(q, 224, {False: extraction, True: rule(224, {64: -1.4, 224: 0.8})}, True)
-    assert size == 224 and "fine-tuning was most accurate" in why and "224 px +0.8 points" in why
+    assert size == 224 and "favoured for fine-tuning" in why and "224 px +0.8 points" in why
     assert working_resolution(q, 224, {False: extraction, True: unmeasured}, finetuning=True)[0] == 128
     assert working_resolution(q, 224, {False: extraction, True: unmeasured})[0] == 224
     assert working_resolution(q, 192, {False: extraction, True: unmeasured})[0] == 192  # at most the native input
