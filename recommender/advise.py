@@ -18,7 +18,7 @@ from recommender.questionnaire import Questionnaire
 from recommender.tasks import dataset_descriptors, questionnaire_descriptor
 from study.convergence import budget_gains, budget_pairs
 from study.labels import backbone_scope, format_duration, option_label
-from study.resolution import resolution_pairs, upscale_rule
+from study.resolution import pairs_by_family, upscale_rule
 from study.spec import finetuning_rows, is_finetuning
 
 METHOD_ORDER = ("fe_linear", "fe_fne", "ft_full", "ft_partial")
@@ -167,9 +167,8 @@ class Advisor:
         gains = budget_gains(budget_pairs(tables["runs"]))
         gained = gains[gains["gained"]]
         self.budget_gained_ = dict(zip(gained["dataset"], gained["mean_change"].astype(float)))
-        self.upscale_ = {finetuning: upscale_rule(resolution_pairs(tables["runs"], tables["datasets"],
-                                                                   finetuning=finetuning))
-                         for finetuning in (False, True)}
+        self.upscale_ = {finetuning: upscale_rule(pairs)
+                         for finetuning, pairs in pairs_by_family(tables["runs"], tables["datasets"]).items()}
         tables = evidence_only(tables)
         self.rows_ = evidence_rows(tables)
         self.best_measured_ = best_measured(self.rows_)

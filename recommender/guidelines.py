@@ -17,7 +17,7 @@ from recommender.evidence import DEFAULT_DB, evidence_only, load_tables, measure
 from study.convergence import budget_gained_sentence, budget_gains, budget_pairs
 from study.evidence import crossovers, matched_cost_ratios, pilot_table
 from study.labels import backbone_scope
-from study.resolution import REFERENCE_PX, by_resolution, resolution_pairs, upscale_rule
+from study.resolution import FAMILIES, REFERENCE_PX, by_resolution, pairs_by_family, upscale_rule
 
 OUTPUT = Path(__file__).resolve().parent.parent / "data" / "GUIDELINES.md"
 
@@ -128,13 +128,14 @@ def fne_vs_linear(rows: pd.DataFrame) -> Guideline:
                      + "; ".join(parts) + ".", numbers)
 
 
-def small_image_resolution(extraction: pd.DataFrame, finetuning: pd.DataFrame) -> Guideline | None:
+def small_image_resolution(pairs_by_family: dict) -> Guideline | None:
     """What upscaling small images to each measured resolution gained against the evidence's, per family
-    (``study.resolution`` pairs; None where the resolution check has not run)."""
-    if extraction.empty and finetuning.empty:
+    (``study.resolution.pairs_by_family``; None where the resolution check has not run)."""
+    if all(pairs.empty for pairs in pairs_by_family.values()):
         return None
     numbers, sentences = {}, []
-    for family, pairs in (("feature extraction", extraction), ("fine-tuning", finetuning)):
+    for finetuning, pairs in pairs_by_family.items():
+        family = FAMILIES[finetuning]
         if pairs.empty:
             sentences.append(f"{family.capitalize()} was not measured at other resolutions: the advisor runs it at "
                              f"{REFERENCE_PX} px, where it was.")
@@ -243,8 +244,7 @@ def pilot_gain(runs: pd.DataFrame, probes: pd.DataFrame) -> Guideline | None:
 def derive(tables: dict) -> list[Guideline]:
     # the convergence and resolution checks' runs are not evidence: read first
     gains = budget_gains(budget_pairs(tables["runs"]))
-    resolution = small_image_resolution(*(resolution_pairs(tables["runs"], tables["datasets"], finetuning=finetuning)
-                                          for finetuning in (False, True)))
+    resolution = small_image_resolution(pairs_by_family(tables["runs"], tables["datasets"]))
     tables = evidence_only(tables)
     rows = evidence_rows(tables)
     found = [crossover(tables["runs"], rows, gains), cost_ratios(tables["runs"]), fne_vs_linear(rows),

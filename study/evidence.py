@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from study.convergence import budget_gained_sentence, render_markdown, report
-from study.resolution import render_markdown as resolution_markdown, resolution_pairs
+from study.resolution import pairs_by_family, render_markdown as resolution_markdown
 from study.grid_file import evidence_grids
 from study.markdown import markdown_table
 from study.spec import finetuning_rows
@@ -264,8 +264,7 @@ def render(db: Path) -> str:
                   "2-core CPU named (times compare only within one machine).", "", markdown_table(pilots), ""]
     lines += ["## Convergence of the fine-tuning recipe", "", render_markdown(convergence), ""]
     lines += ["## Working resolution for small images", "",
-              resolution_markdown(resolution_pairs(tables["runs"], datasets),
-                                  resolution_pairs(tables["runs"], datasets, finetuning=True)), ""]
+              resolution_markdown(pairs_by_family(tables["runs"], datasets)), ""]
     utilisation = runs[runs["device_type"] == "cpu"].groupby(["grid", "method"])["cpu_utilisation"].describe(
         percentiles=[0.1, 0.5])[["count", "min", "10%", "50%"]].round(2).astype({"count": int}).reset_index()
     lines += ["## Measurement conditions", "",

@@ -48,6 +48,11 @@ def resolution_pairs(runs: pd.DataFrame, datasets: pd.DataFrame, reference_px: i
                   "accuracy", "accuracy_reference", "change"]].reset_index(drop=True)
 
 
+def pairs_by_family(runs: pd.DataFrame, datasets: pd.DataFrame, reference_px: int = REFERENCE_PX) -> dict:
+    """``resolution_pairs`` of each family: {False: extraction, True: fine-tuning}."""
+    return {finetuning: resolution_pairs(runs, datasets, reference_px, finetuning) for finetuning in FAMILIES}
+
+
 def by_resolution(pairs: pd.DataFrame) -> pd.DataFrame:
     """Per resolution: runs, datasets, the mean change (points) and its spread over datasets (each dataset's mean
     counts once: runs of one dataset share its images)."""
@@ -133,15 +138,13 @@ def _family_markdown(pairs: pd.DataFrame, finetuning: bool, reference_px: int) -
             markdown_table(table.round(2)), ""]
 
 
-def render_markdown(extraction: pd.DataFrame, finetuning: pd.DataFrame | None = None,
-                    reference_px: int = REFERENCE_PX) -> str:
-    """The EVIDENCE.md section: each family's pairs (``resolution_pairs``), summarised and per dataset."""
-    if extraction.empty and (finetuning is None or finetuning.empty):
+def render_markdown(pairs: dict, reference_px: int = REFERENCE_PX) -> str:
+    """The EVIDENCE.md section: each family's pairs (``pairs_by_family``), summarised and per dataset."""
+    if all(family.empty for family in pairs.values()):
         return "Not measured yet: `python -m study.run --grid cpu-resolution` runs the check."
     parts = ["`python -m study.resolution` regenerates these tables.", ""]
-    for is_finetuning, pairs in ((False, extraction), (True, finetuning)):
-        if pairs is not None:
-            parts += _family_markdown(pairs, is_finetuning, reference_px)
+    for finetuning, family in pairs.items():
+        parts += _family_markdown(family, finetuning, reference_px)
     return "\n".join(parts)
 
 
@@ -155,10 +158,9 @@ def main(argv=None) -> int:
         tables = read_tables(args.db, ("runs", "datasets"))
     except EvidenceError as error:
         parser.exit(1, f"{error}\n")
-    pairs = {finetuning: resolution_pairs(tables["runs"], tables["datasets"], finetuning=finetuning)
-             for finetuning in FAMILIES}
+    pairs = pairs_by_family(tables["runs"], tables["datasets"])
     if args.markdown:
-        print(render_markdown(pairs[False], pairs[True]))
+        print(render_markdown(pairs))
         return 0
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         for finetuning, family in FAMILIES.items():

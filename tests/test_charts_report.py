@@ -187,7 +187,7 @@ def test_the_charts_render_in_worker_processes_and_the_server_process_never_load
                                     "y": {"field": "y", "type": "quantitative", "title": "CO₂ (kg)"}}})
     code = ("import json, sys\nfrom webapp import renderer\n"
             f"specs = [json.loads({spec!r}), {{**json.loads({spec!r}), 'mark': 'point'}}]\n"
-            "pngs = renderer.render_pngs(specs)\n"
+            "pngs = renderer.Rendering(specs).pngs()\n"
             "open(sys.argv[1], 'wb').write(pngs[0]); open(sys.argv[2], 'wb').write(pngs[1])\n"
             "print('vl_convert' in sys.modules, all(p.startswith(b'\\x89PNG') for p in pngs), pngs[0] != pngs[1])")
     paths = [tmp_path / "line.png", tmp_path / "point.png"]

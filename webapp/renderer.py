@@ -109,8 +109,3 @@ def _give_up(pool: ProcessPoolExecutor | None, error: Exception) -> None:
     with _lock:
         if pool is not None and _pool and _pool[0] is pool:
             _pool.pop().shutdown(wait=False, cancel_futures=True)
-
-
-def render_pngs(specs: list[dict], scale: float = 1.5) -> list[bytes]:
-    """Each spec's PNG, rendered in the renderer processes (in this one if they fail)."""
-    return Rendering(specs, scale).pngs()
