@@ -33,9 +33,10 @@ def accuracy_table(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 def matched_cost_ratios(runs: pd.DataFrame) -> pd.DataFrame:
-    """ft_full vs fe_linear on the same (dataset, backbone, k, seed, resolution, device): both runs' time and energy
-    and their FT/FE ratios, one row per matched pair."""
-    keys = ["dataset", "backbone", "k_label", "seed", "resolution", "device_type"]
+    """ft_full vs fe_linear on the same (dataset, backbone, k, seed, resolution) and the same machine: both runs'
+    time and energy and their FT/FE ratios, one row per matched pair. Same machine, not just the same kind: the
+    study's CPUs fine-tune up to 2.5x apart, so a pair across two of them would measure the machines."""
+    keys = ["dataset", "backbone", "k_label", "seed", "resolution", "device_type", "hardware_id"]
     fe = runs[runs["method"] == "fe_linear"].set_index(keys)[["total_s", "energy_j"]]
     ft = runs[runs["method"] == "ft_full"].set_index(keys)[["total_s", "energy_j", "n_trials"]]
     both = fe.join(ft, how="inner", suffixes=("_fe", "_ft"))

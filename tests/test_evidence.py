@@ -73,6 +73,16 @@ def test_fine_tuning_costs_more_time_and_energy_than_extraction(runs):
     assert (time_ratio > 1).mean() >= 0.9 and (energy_ratio > 1).mean() >= 0.9
 
 
+def test_cost_ratios_pair_runs_of_one_machine_only(runs):
+    """A fine-tuning run on a slower CPU than its extraction twin would inflate the ratio by the machines' gap."""
+    pair = matched_cost_ratios(runs).iloc[0]
+    keys = ["dataset", "backbone", "k_label", "seed", "resolution", "hardware_id"]
+    twins = runs[(runs[keys] == pair[keys]).all(axis=1) & runs["method"].isin(["fe_linear", "ft_full"])]
+    assert len(matched_cost_ratios(twins)) == 1
+    moved = twins.assign(hardware_id=np.where(twins["method"] == "ft_full", "another machine", twins["hardware_id"]))
+    assert matched_cost_ratios(moved).empty
+
+
 def test_evidence_report_renders_from_the_database():
     text = render(DEFAULT_DB)
     assert "## Accuracy by method x images per class" in text and "estimated" in text
