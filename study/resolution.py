@@ -53,11 +53,15 @@ def pairs_by_family(runs: pd.DataFrame, datasets: pd.DataFrame, reference_px: in
     return {finetuning: resolution_pairs(runs, datasets, reference_px, finetuning) for finetuning in FAMILIES}
 
 
+def _dataset_changes(pairs: pd.DataFrame) -> pd.Series:
+    """Each (resolution, dataset)'s mean change: over datasets each counts once (runs of one dataset share its
+    images, so they are not independent evidence)."""
+    return pairs.groupby(["resolution", "dataset"])["change"].mean()
+
+
 def by_resolution(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per resolution: runs, datasets, the mean change (points) and its spread over datasets (each dataset's mean
-    counts once: runs of one dataset share its images)."""
-    per_dataset = pairs.groupby(["resolution", "dataset"])["change"].mean()
-    summary = per_dataset.groupby("resolution").agg(datasets="size", mean_change="mean", worst_dataset="min",
+    """Per resolution: runs, datasets, the mean change (points) over datasets and the worst and best dataset's."""
+    summary = _dataset_changes(pairs).groupby("resolution").agg(datasets="size", mean_change="mean", worst_dataset="min",
                                                     best_dataset="max")
     summary.insert(0, "runs", pairs.groupby("resolution").size())
     return summary.reset_index()
@@ -93,7 +97,7 @@ def upscale_rule(pairs: pd.DataFrame, reference_px: int = REFERENCE_PX) -> dict:
         compared = compared[compared["dataset"].isin(common)]
     changes, clear = {}, {}
     if len(compared) and compared["dataset"].nunique() >= MIN_DATASETS:
-        per_dataset = compared.groupby(["resolution", "dataset"])["change"].mean().groupby("resolution")
+        per_dataset = _dataset_changes(compared).groupby("resolution")
         changes = {int(px): float(change) for px, change in per_dataset.mean().items()}
         error = per_dataset.std() / np.sqrt(per_dataset.size())
         clear = {px: change for px, change in changes.items() if change - float(error[px]) > 0}
