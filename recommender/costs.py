@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.carbon import REGIONS
+from recommender.evidence import reference_hardware
 from recommender.hardware import HARDWARE, profile_for_gpu_name, speed_factor
 from study.selection import select_trial
 from study.spec import FinetuneConfig, finetuning_rows, is_finetuning
@@ -125,10 +126,7 @@ class CostModel:
         self.references_ = {}  # device kind -> rates per backbone, the reference hardware, the basis
         reference_ids = {}  # device kind -> the hardware_id its rates come from
         for kind, device in (("cpu", "cpu"), ("gpu", "cuda")):
-            # One machine per kind, the one with the most runs: rates pooled over two CPUs (one twice as fast at
-            # fine-tuning) would describe neither.
-            of_kind = runs[runs["hardware_id"].isin(hardware.loc[hardware["device_type"] == device, "hardware_id"])]
-            hw_ids = reference_ids[kind] = set(of_kind["hardware_id"].value_counts().index[:1])
+            hw_ids = reference_ids[kind] = reference_hardware(tables, device)
             ext = extractions[extractions["hardware_id"].isin(hw_ids)]
             ft = trials.merge(runs[["run_id", "backbone", "resolution", "hardware_id", "n_test"]], on="run_id")
             ft = ft[ft["hardware_id"].isin(hw_ids)]

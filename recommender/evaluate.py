@@ -32,7 +32,7 @@ import pandas as pd
 from recommender.accuracy import PROBE_RESOLUTION, evidence_rows, extraction_only, has_pilot, probe_curves_by_dataset
 from recommender.advise import Advisor, option_name
 from recommender.costs import Assumptions
-from recommender.evidence import DEFAULT_DB, evidence_only, load_tables
+from recommender.evidence import DEFAULT_DB, evidence_only, load_tables, reference_hardware
 from recommender.questionnaire import Questionnaire, encode_probe
 from recommender.tasks import dataset_descriptors
 from study.spec import finetuning_rows, is_finetuning
@@ -63,12 +63,19 @@ def _without(tables: dict, dataset: str) -> dict:
 
 
 def realised_outcomes(tables: dict, dataset: str, assumptions: Assumptions) -> pd.DataFrame:
-    """Measured accuracy and cost of every option on ``dataset`` at each k (means over seeds)."""
+    """Measured accuracy (mean over seeds) and cost of every option on ``dataset`` at each k. Time is the mean of
+    the runs on the CPU the cost model reads (``reference_hardware``), where the cell has any: a cell whose seeds
+    ran on two machines would otherwise average their speeds (elsewhere, the mean of its runs)."""
     runs = tables["runs"]
     runs = runs[(runs["dataset"] == dataset) & runs["pretrained"] & (runs["device_type"] == "cpu")]
-    outcome = (runs.groupby(["method", "backbone", "k_label"], as_index=False)
+    cell = ["method", "backbone", "k_label"]
+    outcome = (runs.groupby(cell, as_index=False)
                .agg(images_per_class=("images_per_class", "mean"), accuracy=("accuracy", "mean"),
                     time_s=("total_s", "mean"), trials=("n_trials", "max")))
+    on_reference = (runs[runs["hardware_id"].isin(reference_hardware(tables, "cpu"))]
+                    .groupby(cell)["total_s"].mean())
+    outcome["time_s"] = on_reference.reindex(pd.MultiIndex.from_frame(outcome[cell])).fillna(
+        outcome.set_index(cell)["time_s"]).to_numpy()
     fe = ~finetuning_rows(outcome["method"])
     outcome["human_hours"] = np.where(fe, assumptions.setup_hours_fe,
                                       assumptions.setup_hours_ft + assumptions.hours_per_trial * outcome["trials"])

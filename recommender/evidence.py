@@ -32,6 +32,15 @@ def measured_backbone_params(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
     return dict(zip(measured["name"], measured["params"].astype(int)))
 
 
+def reference_hardware(tables: dict[str, pd.DataFrame], device_type: str) -> set[str]:
+    """The machine of a device kind (``cpu``, ``cuda``) that its costs are read from: the one with the most runs,
+    as a set of at most one hardware_id (empty where the kind has none). Rates pooled over two CPUs, one twice as
+    fast at fine-tuning, would describe neither."""
+    hardware, runs = tables["hardware"], tables["runs"]
+    of_kind = runs[runs["hardware_id"].isin(hardware.loc[hardware["device_type"] == device_type, "hardware_id"])]
+    return set(of_kind["hardware_id"].value_counts().index[:1])
+
+
 TABLES = ("runs", "trials", "datasets", "backbones", "hardware", "extractions", "probe_curves")
 
 

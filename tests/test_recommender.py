@@ -12,8 +12,8 @@ from recommender.accuracy import (KNOTS_K, PREDICTED_FE, PREDICTED_FT, PREDICTED
 from recommender.advise import Advisor, cautious_accuracy, pareto_front, working_resolution
 from recommender.carbon import REGIONS, co2_kg
 from recommender.costs import DATA_CENTRE_PUE, Assumptions, CostModel, ft_recipe, tuning_curve
-from recommender.evaluate import _without, realised_regret
-from recommender.evidence import EvidenceError, evidence_only, load_tables
+from recommender.evaluate import _without, realised_outcomes, realised_regret
+from recommender.evidence import EvidenceError, evidence_only, load_tables, reference_hardware
 from recommender.guidelines import crossover, derive, pilot_gain
 from recommender.questionnaire import Questionnaire, QuestionnaireError, encode_probe
 from study.convergence import budget_gains
@@ -246,6 +246,23 @@ def test_an_over_budget_pick_earns_nothing_for_its_accuracy():
     assert realised_regret(realised, "extract_fne", {"budget_human_hours": 4.0}) == (pytest.approx(0.0), False)
     regret, violates = realised_regret(realised, "fine_tune", {"budget_human_hours": 4.0})
     assert violates and regret == pytest.approx(10.0)  # left with the cheapest option, 10 points below the best
+
+
+def test_realised_time_is_read_on_one_machine_when_a_cell_ran_on_two(tables):
+    """A cell's seeds can run on two CPUs (one 2.5x slower at fine-tuning): its realised time is the reference
+    machine's, as the cost model's, while its accuracy is the mean over every seed."""
+    runs = evidence_only(tables)["runs"]
+    runs = runs[runs["pretrained"] & (runs["device_type"] == "cpu")]
+    reference = reference_hardware(tables, "cpu")
+    cell = ["dataset", "method", "backbone", "k_label"]
+    machines = runs.groupby(cell)["hardware_id"].nunique()
+    dataset, method, backbone, k_label = machines[machines > 1].index[0]
+    measured = runs[(runs[cell] == [dataset, method, backbone, k_label]).all(axis=1)]
+    outcome = realised_outcomes(evidence_only(tables), dataset, Assumptions()).set_index(
+        ["method", "backbone", "k_label"]).loc[(method, backbone, k_label)]
+    assert outcome["time_s"] == pytest.approx(measured.loc[measured["hardware_id"].isin(reference), "total_s"].mean())
+    assert outcome["time_s"] != pytest.approx(measured["total_s"].mean())
+    assert outcome["accuracy"] == pytest.approx(measured["accuracy"].mean())
 
 
 def test_the_share_of_datasets_counts_ties_as_matching_and_can_be_read_within_budget():
