@@ -61,8 +61,8 @@ def _dataset_changes(pairs: pd.DataFrame) -> pd.Series:
 
 def by_resolution(pairs: pd.DataFrame) -> pd.DataFrame:
     """Per resolution: runs, datasets, the mean change (points) over datasets and the worst and best dataset's."""
-    summary = _dataset_changes(pairs).groupby("resolution").agg(datasets="size", mean_change="mean", worst_dataset="min",
-                                                    best_dataset="max")
+    summary = _dataset_changes(pairs).groupby("resolution").agg(datasets="size", mean_change="mean",
+                                                                worst_dataset="min", best_dataset="max")
     summary.insert(0, "runs", pairs.groupby("resolution").size())
     return summary.reset_index()
 
