@@ -59,6 +59,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recommender.evidence import capped_as_max
 from recommender.tasks import dataset_descriptors
 from study.spec import is_finetuning
 
@@ -158,10 +159,10 @@ def ridge(x: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> np.ndarray:
 
 
 def evidence_rows(tables: dict) -> pd.DataFrame:
-    """Pretrained runs averaged over seeds: one row per (dataset, method, backbone, k), with the task's
-    descriptors and chance level."""
+    """Pretrained runs averaged over seeds: one row per (dataset, method, backbone, k), a k capped at the dataset's
+    largest being its ``max`` (``capped_as_max``), with the task's descriptors and chance level."""
     runs = tables["runs"]
-    runs = runs[runs["pretrained"]]
+    runs = capped_as_max(runs[runs["pretrained"]])
     rows = (runs.groupby(["dataset", "method", "backbone", "k_label", "resolution"], as_index=False)
             .agg(images_per_class=("images_per_class", "mean"), accuracy=("accuracy", "mean"),
                  accuracy_sd=("accuracy", "std"), seeds=("seed", "nunique"), n_classes=("n_classes", "first")))

@@ -32,7 +32,7 @@ import pandas as pd
 from recommender.accuracy import PROBE_RESOLUTION, evidence_rows, extraction_only, has_pilot, probe_curves_by_dataset
 from recommender.advise import Advisor, option_name
 from recommender.costs import Assumptions
-from recommender.evidence import DEFAULT_DB, evidence_only, load_tables, reference_hardware
+from recommender.evidence import DEFAULT_DB, capped_as_max, evidence_only, load_tables, reference_hardware
 from recommender.questionnaire import Questionnaire, encode_probe
 from recommender.tasks import dataset_descriptors
 from study.spec import finetuning_rows, is_finetuning
@@ -63,11 +63,12 @@ def _without(tables: dict, dataset: str) -> dict:
 
 
 def realised_outcomes(tables: dict, dataset: str, assumptions: Assumptions) -> pd.DataFrame:
-    """Measured accuracy (mean over seeds) and cost of every option on ``dataset`` at each k. Time is the mean of
-    the runs on the CPU the cost model reads (``reference_hardware``), where the cell has any: a cell whose seeds
-    ran on two machines would otherwise average their speeds (elsewhere, the mean of its runs)."""
+    """Measured accuracy (mean over seeds) and cost of every option on ``dataset`` at each k (a k capped at the
+    dataset's largest is its ``max``: one decision, not two). Time is the mean of the runs on the CPU the cost
+    model reads (``reference_hardware``), where the cell has any: a cell whose seeds ran on two machines would
+    otherwise average their speeds (elsewhere, the mean of its runs)."""
     runs = tables["runs"]
-    runs = runs[(runs["dataset"] == dataset) & runs["pretrained"] & (runs["device_type"] == "cpu")]
+    runs = capped_as_max(runs[(runs["dataset"] == dataset) & runs["pretrained"] & (runs["device_type"] == "cpu")])
     cell = ["method", "backbone", "k_label"]
     outcome = (runs.groupby(cell, as_index=False)
                .agg(images_per_class=("images_per_class", "mean"), accuracy=("accuracy", "mean"),
