@@ -268,13 +268,14 @@ def test_realised_time_is_read_on_one_machine_when_a_cell_ran_on_two(tables):
 def test_a_k_capped_at_the_datasets_largest_is_one_cell_with_every_run_of_it(tables):
     """DTD has 80 images per class: the grid's k = 100 ran on the same 80 as its max. The fits and the evaluation
     see one cell there, the mean over the runs of both labels, not the same extraction measurement twice."""
-    runs = evidence_only(tables)["runs"]
+    evidence = evidence_only(tables)
+    runs = evidence["runs"]
     runs = runs[runs["pretrained"] & (runs["device_type"] == "cpu")]
     labels = runs.groupby(["dataset", "images_per_class"])["k_label"].nunique()
     dataset, k = labels[labels > 1].index[0]
     at_k = runs[(runs["dataset"] == dataset) & (runs["images_per_class"] == k)]
     assert set(at_k["k_label"]) >= {"max"} and at_k["k_label"].nunique() > 1
-    rows = evidence_rows(evidence_only(tables))
+    rows = evidence_rows(evidence)
     rows = rows[(rows["dataset"] == dataset) & (rows["images_per_class"] == k)]
     assert set(rows["k_label"]) == {"max"} and not rows.duplicated(["method", "backbone", "resolution"]).any()
     tuned = rows[rows["method"] == "ft_full"].iloc[0]
@@ -282,7 +283,7 @@ def test_a_k_capped_at_the_datasets_largest_is_one_cell_with_every_run_of_it(tab
                       & (at_k["resolution"] == tuned["resolution"])]
     assert runs_of_it["k_label"].nunique() > 1  # runs of both labels, averaged in one cell
     assert tuned["accuracy"] == pytest.approx(runs_of_it["accuracy"].mean())
-    outcome = realised_outcomes(evidence_only(tables), dataset, Assumptions())
+    outcome = realised_outcomes(evidence, dataset, Assumptions())
     assert not outcome.loc[outcome["images_per_class"] == k].duplicated(["method", "backbone"]).any()
 
 
