@@ -59,8 +59,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recommender.evidence import capped_as_max
 from recommender.tasks import dataset_descriptors
+from study.evidence import capped_as_max
 from study.spec import is_finetuning
 
 KNOTS_K = (1, 2, 5, 10, 20, 50, 100, 200, 400)

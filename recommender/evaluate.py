@@ -32,9 +32,10 @@ import pandas as pd
 from recommender.accuracy import PROBE_RESOLUTION, evidence_rows, extraction_only, has_pilot, probe_curves_by_dataset
 from recommender.advise import Advisor, option_name
 from recommender.costs import Assumptions
-from recommender.evidence import DEFAULT_DB, capped_as_max, evidence_only, load_tables, reference_hardware
+from recommender.evidence import DEFAULT_DB, evidence_only, load_tables, reference_hardware
 from recommender.questionnaire import Questionnaire, encode_probe
 from recommender.tasks import dataset_descriptors
+from study.evidence import capped_as_max
 from study.spec import finetuning_rows, is_finetuning
 
 DATA = Path(__file__).resolve().parent.parent / "data"

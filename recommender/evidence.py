@@ -23,15 +23,6 @@ def evidence_only(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return kept
 
 
-def capped_as_max(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs whose k label the dataset capped at its largest k (DTD's 100 at its 80 images per class) relabelled
-    ``max``: the same training images are one cell, not two. Extraction measures them identically, so two labels
-    counted one measurement twice in the fits and the evaluation."""
-    largest = runs.loc[runs["k_label"] == "max"].groupby("dataset")["images_per_class"].max()
-    capped = (runs["k_label"] != "max") & (runs["images_per_class"] == runs["dataset"].map(largest))
-    return runs.assign(k_label=runs["k_label"].where(~capped, "max"))
-
-
 def measured_backbone_params(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
     """Parameters of each pretrained backbone the runs measured: what the evidence can speak for."""
     backbones = tables.get("backbones")

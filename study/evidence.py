@@ -20,9 +20,20 @@ OUTPUT = DEFAULT_DB.parent / "EVIDENCE.md"
 K_ORDER = ["1", "2", "5", "10", "20", "50", "100", "max"]
 
 
+def capped_as_max(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose k label the dataset capped at its largest k (DTD's 100 at its 80 images per class) relabelled
+    ``max``: the same training images are one cell, not two. Extraction measures them identically, so two labels
+    would count one measurement twice. The grid no longer plans a capped k beside its max (``study.grid``); this
+    reads the runs stored before it stopped, and a capped k whose seed the max cell lacks, as that one cell."""
+    largest = runs.loc[runs["k_label"] == "max"].groupby("dataset")["images_per_class"].max()
+    capped = (runs["k_label"] != "max") & (runs["images_per_class"] == runs["dataset"].map(largest))
+    return runs.assign(k_label=runs["k_label"].where(~capped, "max"))
+
+
 def accuracy_table(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Mean test accuracy (%) over seeds by option (method · backbone @ resolution) and k."""
-    rows = runs[runs["dataset"] == dataset].copy()
+    """Mean test accuracy (%) over seeds by option (method · backbone @ resolution) and k; a k the dataset capped at
+    its whole pool is its max (``capped_as_max``)."""
+    rows = capped_as_max(runs[runs["dataset"] == dataset])
     rows["option"] = rows["method"] + " · " + rows["backbone"] + " @" + rows["resolution"].astype(str)
     table = rows.pivot_table(index="option", columns="k_label", values="accuracy", aggfunc="mean") * 100
     seeds = rows.pivot_table(index="option", columns="k_label", values="seed", aggfunc="nunique")

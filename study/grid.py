@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 from study.backbones import get_spec
-from study.datasets import DatasetError, dataset_name, is_path, list_datasets
+from study.datasets import DatasetError, dataset_name, is_path, largest_class_pool, list_datasets
 from study.grid_file import (DEFAULT_GRID_FILE, GridError, finetune_config, grid_recipe,  # noqa: F401  (re-exported)
                              load_grids, recipe_of)
 from study.methods import METHODS
@@ -75,7 +76,23 @@ def grid_specs(name: str, path: str | Path = DEFAULT_GRID_FILE, datasets=None, b
             spec = RunSpec(dataset, backbone, method, _k_value(k), int(seed), res,
                            finetune if is_finetuning(method) else None)
             specs[spec.run_id] = spec
-    return sorted(specs.values(), key=lambda spec: _priority(spec, k_priority))
+    return sorted(_without_capped_twins(specs).values(), key=lambda spec: _priority(spec, k_priority))
+
+
+def _without_capped_twins(specs: dict[str, RunSpec]) -> dict[str, RunSpec]:
+    """The specs but those whose k is at or above every class's pool while the grid runs the same spec at ``max``:
+    both would train and test on the same images (DTD's k = 100 at its 80 a class), one measurement under two
+    labels. A capped k without a ``max`` twin stays: it is the grid's only run of that cell."""
+    pools: dict[str, int] = {}
+    kept = {}
+    for run_id, spec in specs.items():
+        if spec.images_per_class is not None and replace(spec, images_per_class=None).run_id in specs:
+            if spec.dataset not in pools:
+                pools[spec.dataset] = largest_class_pool(spec.dataset)
+            if spec.images_per_class >= pools[spec.dataset]:
+                continue
+        kept[run_id] = spec
+    return kept
 
 
 def _priority(spec: RunSpec, k_priority: list):

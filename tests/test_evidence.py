@@ -10,8 +10,8 @@ from scipy.stats import spearmanr
 
 from study.convergence import (TOLERANCE_POINTS, budget_gained_sentence, budget_gains, budget_pairs, load,
                                report)
-from study.evidence import (crossovers, matched_cost_ratios, pilot_table, probe_machines, render, seed_spread,
-                            verdict)
+from study.evidence import (accuracy_table, crossovers, matched_cost_ratios, pilot_table, probe_machines, render,
+                            seed_spread, verdict)
 from study.grid_file import evidence_grids
 from study.resolution import REFERENCE_PX, best_upscale, by_resolution, resolution_pairs, upscale_rule
 from study.spec import FinetuneConfig
@@ -86,6 +86,19 @@ def test_cost_ratios_pair_runs_of_one_machine_only(runs):
 def test_evidence_report_renders_from_the_database():
     text = render(DEFAULT_DB)
     assert "## Accuracy by method x images per class" in text and "estimated" in text
+
+
+def test_a_k_the_dataset_capped_at_its_whole_pool_is_shown_as_its_max(runs):
+    """DTD's k = 100 ran on its 80 images a class, the same as its max: one column, with every seed of the cell."""
+    largest = runs[runs["k_label"] == "max"].groupby("dataset")["images_per_class"].max()
+    capped = runs[(runs["k_label"] != "max") & (runs["images_per_class"] == runs["dataset"].map(largest))]
+    dataset, label = capped[["dataset", "k_label"]].iloc[0]
+    table = accuracy_table(runs, dataset).set_index("option")
+    assert label not in table.columns and "max" in table.columns
+    of_dataset = runs[(runs["dataset"] == dataset) & (runs["images_per_class"] == largest[dataset])]
+    for (method, backbone, resolution), cell in of_dataset.groupby(["method", "backbone", "resolution"]):
+        shown = table.loc[f"{method} · {backbone} @{resolution}", "max"]
+        assert shown == f"{100 * cell['accuracy'].mean():.1f} ({cell['seed'].nunique()})"
 
 
 def test_the_study_reports_read_the_database_while_a_run_holds_it_for_writing(tmp_path, capsys):

@@ -143,6 +143,33 @@ def test_a_grid_lists_its_datasets_once_and_a_block_may_name_its_own(tmp_path, c
     assert "block 1 of grid 'g' names no datasets" in capsys.readouterr().err
 
 
+def test_a_k_at_or_above_every_class_pool_is_not_run_again_beside_its_max(tmp_path):
+    """DTD has 80 training images a class: k = 100 draws the same images as max, so the grid runs it only where
+    it has no max twin."""
+    from study.datasets import largest_class_pool
+    from study.grid import grid_specs
+
+    assert largest_class_pool("dtd_textures10") == 80
+    grid = tmp_path / "capped.toml"
+    grid.write_text(textwrap.dedent(f"""
+        [g]
+        resolution = {TEST_RESOLUTION}
+        datasets = ["dtd_textures10"]
+        [[g.blocks]]
+        backbones = ["mobilenetv2_100"]
+        images_per_class = [5, 79, 80, 100, "max"]
+        methods = ["fe_linear"]
+        seeds = [0]
+        [[g.blocks]]
+        backbones = ["mobilenetv2_100"]
+        images_per_class = [100]
+        methods = ["fe_fne"]
+        seeds = [0]
+    """))
+    assert sorted((spec.method, spec.k_label) for spec in grid_specs("g", grid)) == [
+        ("fe_fne", "100"), ("fe_linear", "5"), ("fe_linear", "79"), ("fe_linear", "max")]
+
+
 def test_plan_lists_only_runs_not_yet_stored(tmp_path, grid_file, capsys):
     db = tmp_path / "study.duckdb"
     assert main(["--grid", "tiny", "--grid-file", str(grid_file), "--db", str(db), "--plan"]) == 0

@@ -13,7 +13,8 @@ from study.datasets.base import (IMAGE_SUFFIXES, MAX_ASPECT_RATIO, MAX_IMAGE_PIX
                                  is_path, shared_datasets_root)
 from study.datasets.images import load_images, native_shorter_side, sample_subset, to_square
 from study.datasets.loaders import _folder_source  # noqa: F401 (tests build folder sources directly)
-from study.datasets.loaders import dataset_info, dataset_name, list_datasets, original_source, register_dataset
+from study.datasets.loaders import (dataset_info, dataset_name, largest_class_pool, list_datasets, original_source,
+                                   register_dataset)
 from study.datasets.packed import (LOSSLESS_CODECS, PACKED_FORMAT, decode_images, encode_images,
                                    packed_datasets_root, packed_file)
 
@@ -21,5 +22,5 @@ __all__ = ["IMAGE_SUFFIXES", "MAX_ASPECT_RATIO", "MAX_IMAGE_PIXELS", "PROJECT_RO
            "DatasetError", "DatasetInfo", "ImageData", "cache_root", "is_grey", "is_hidden", "is_path",
            "shared_datasets_root",
            "load_images", "native_shorter_side", "sample_subset", "to_square", "dataset_info", "dataset_name",
-           "list_datasets", "original_source", "register_dataset", "LOSSLESS_CODECS", "PACKED_FORMAT",
-           "decode_images", "encode_images", "packed_datasets_root", "packed_file"]
+           "largest_class_pool", "list_datasets", "original_source", "register_dataset", "LOSSLESS_CODECS",
+           "PACKED_FORMAT", "decode_images", "encode_images", "packed_datasets_root", "packed_file"]

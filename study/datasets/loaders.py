@@ -321,3 +321,9 @@ def dataset_name(name: str) -> str:
 
 def dataset_info(name: str) -> DatasetInfo:
     return _source(name).info
+
+
+def largest_class_pool(name: str) -> int:
+    """Training images of the dataset's largest class, counted before decoding (which may only skip some). A k at
+    or above it draws every class's whole pool (``sample_subset``): the same images as ``max``."""
+    return int(np.bincount(_source(name).train_labels).max())
