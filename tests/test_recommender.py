@@ -9,10 +9,10 @@ from recommender.accuracy import (KNOTS_K, PREDICTED_FE, PREDICTED_FT, PREDICTED
                                   ProbeAnchoredModel, QuestionnaireModel, _Conformal, anchor_table, block_diag,
                                   evidence_rows, extraction_only, from_z, has_pilot, is_finetuning,
                                   probe_curves_by_dataset, ridge, to_z)
-from recommender.advise import Advisor, cautious_accuracy, pareto_front, working_resolution
+from recommender.advise import Advisor, cautious_accuracy, option_name, pareto_front, working_resolution
 from recommender.carbon import REGIONS, co2_kg
 from recommender.costs import DATA_CENTRE_PUE, Assumptions, CostModel, ft_recipe, tuning_curve
-from recommender.evaluate import _without, realised_outcomes, realised_regret
+from recommender.evaluate import _without, fixed_pick, fixed_policies, realised_outcomes, realised_regret
 from recommender.evidence import EvidenceError, evidence_only, load_tables, reference_hardware
 from recommender.guidelines import crossover, derive, pilot_gain
 from recommender.questionnaire import Questionnaire, QuestionnaireError, encode_probe
@@ -246,6 +246,28 @@ def test_an_over_budget_pick_earns_nothing_for_its_accuracy():
     assert realised_regret(realised, "extract_fne", {"budget_human_hours": 4.0}) == (pytest.approx(0.0), False)
     regret, violates = realised_regret(realised, "fine_tune", {"budget_human_hours": 4.0})
     assert violates and regret == pytest.approx(10.0)  # left with the cheapest option, 10 points below the best
+
+
+def test_a_baseline_takes_its_highest_ranked_option_that_the_budget_fits():
+    ranking = ["fine_tune", "extract_fne", "extract"]
+    assert fixed_pick(ranking, set(ranking), set(ranking)) == "fine_tune"
+    assert fixed_pick(ranking, set(ranking), {"extract", "extract_fne"}) == "extract_fne"
+    assert fixed_pick(ranking, {"fine_tune", "extract"}, {"extract", "extract_fne"}) == "extract"  # only measured
+    assert fixed_pick(ranking, set(ranking), set()) == "fine_tune"  # nothing fits: its first choice breaks the budget
+
+
+def test_the_baselines_rank_their_own_kind_of_option_by_mean_training_accuracy(tables):
+    evidence = evidence_only(tables)
+    rows = evidence_rows(evidence)
+    mean = rows.groupby([option_name(m, b) for m, b in zip(rows["method"], rows["backbone"])])["accuracy"].mean()
+    fixed = fixed_policies(evidence)
+    assert sorted(fixed["best_fixed"]) == sorted(mean.index)
+    assert list(mean[fixed["best_fixed"]]) == sorted(mean, reverse=True)
+    assert fixed["always_fe"] == [o for o in fixed["best_fixed"] if not o.startswith("ft_")]
+    tuning = fixed["always_ft"]
+    assert tuning[0].startswith("ft_full") and all(o.startswith("ft_") for o in tuning)
+    assert tuning[0] == max((o for o in mean.index if o.startswith("ft_full")), key=mean.get)
+    assert fixed["paper_rule"][:2] == (fixed["always_fe"], tuning)
 
 
 def test_realised_time_is_read_on_one_machine_when_a_cell_ran_on_two(tables):

@@ -50,10 +50,12 @@ st.markdown("Leave one dataset out: the advisor, fitted without a dataset, advis
             "where fine-tuning was measured, with no budget and under a compute and a "
             "human-time budget. Its pick is scored by that dataset's own measurements against the best option "
             "within budget in hindsight (regret, in accuracy points), and so are fixed policies: the best fixed "
-            "option in hindsight, always extract, always fine-tune, and the seed paper's k-threshold rule. A pick "
-            "that breaks the budget is counted as a violation and scored as the cheapest option, the fallback a "
-            "user is left with. The recommender ranks by expected accuracy here (the default); mean regret is the "
-            "average over decisions, which is what expected accuracy maximises.")
+            "option in hindsight, always extract, always fine-tune, and the seed paper's k-threshold rule. Under a "
+            "budget, a fixed policy takes its highest-ranked option that the cost model predicts fits, knowing the "
+            "costs the recommender knows. A pick that breaks the budget is counted as a violation and scored as "
+            "the cheapest option, the fallback a user is left with. The recommender ranks by expected accuracy "
+            "here (the default); mean regret is the average over decisions, which is what expected accuracy "
+            "maximises.")
 quality, headline = ui.decision_quality()
 if quality is None and not headline:
     st.info("Not evaluated yet. Run `python -m recommender.evaluate` to measure it.")
