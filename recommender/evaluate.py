@@ -185,8 +185,7 @@ def evaluate(tables: dict, assumptions: Assumptions | None = None) -> tuple[pd.D
             measured = set(realised.index)
             rankings = {policy: fixed[policy] for policy in ("best_fixed", "always_fe", "always_ft")}
             rankings["paper_rule"] = fixed["paper_rule"][0] if k < fixed["paper_rule"][2] else fixed["paper_rule"][1]
-            first_choices = {fixed["best_fixed"][0], fixed["always_fe"][0], fixed["always_ft"][0],
-                             *(ranking[0] for ranking in fixed["paper_rule"][:2])}
+            first_choices = {ranking[0] for ranking in rankings.values()}  # the paper rule's are always_fe's and _ft's
             if not finetuning_rows(realised["method"]).any() or not first_choices <= measured:
                 continue  # no extract-or-tune decision to score here, or a baseline's first choice was not measured
             for scenario, budgets in SCENARIOS.items():
