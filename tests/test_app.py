@@ -176,6 +176,9 @@ def test_the_other_pages_render_with_charts_tables_and_downloads(app, db):
     no_crash(at)
     assert any("estimate" in w.value for w in at.warning)
     assert any("Decision quality" in s.value for s in at.subheader)
+    assert {"All decisions", "Within a budget"} <= {tab.label for tab in at.tabs}
+    compared = [table.value for table in at.table if "Against" in table.value.index.names]
+    assert len(compared) == 2 and all(len(table) == 12 for table in compared)
 
 
 def metric(at: AppTest, label: str) -> str:

@@ -21,8 +21,8 @@ from recommender.evidence import load_tables
 from recommender.questionnaire import Questionnaire, encode_probe
 from webapp.presentation import (answers_table, budget_checks, budget_failures, format_amount, format_number,
                                  numbers_tables, options_csv, options_table, probe_would_narrow_sentence, readable)
-from webapp.provenance import (baseline_share_sentence, evaluation_summary, evaluation_tables, evidence_summary,
-                               prediction_quality, regret_by_policy, sources_table)
+from webapp.provenance import (baseline_comparison, baseline_share_sentence, evaluation_summary, evaluation_tables,
+                               evidence_summary, prediction_quality, regret_by_policy, sources_table)
 from webapp.ui import (PUBLIC_URL_ENV, TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link,
                        share_link)
 
@@ -344,7 +344,17 @@ def test_the_evaluation_headline_is_two_small_tables_and_a_sentence():
     share = round(summary["share_datasets_recommender_at_or_below_every_baseline"] * summary["held_out_datasets"])
     assert f"on {share} of the {summary['held_out_datasets']} held-out datasets with the probe (" in (
         baseline_share_sentence(summary))
+    compared = baseline_comparison(summary).set_index(["Recommender", "Against"])
+    row = compared.loc[("The recommender with the probe", "The best fixed option")]
+    versus = summary["versus_baselines"]["recommender"]["best_fixed"]
+    assert sum(int(n) for n in row["Held-out datasets: lower / same / higher regret"].split(" / ")) == (
+        summary["held_out_datasets"])
+    assert row["Mean difference (points)"] == format_number(versus["mean_difference_points"])
+    assert row["90% interval (points)"] == (f"{format_number(versus['difference_90_low_points'])} to "
+                                            f"{format_number(versus['difference_90_high_points'])}")
+    assert len(baseline_comparison(summary, "versus_baselines_within_budget")) == len(compared) == 12
     assert baseline_share_sentence({}) == "" and prediction_quality({}).empty and regret_by_policy({}).empty
+    assert baseline_comparison({}).empty
 
 
 def test_amounts_are_given_in_one_unit_system_with_times_for_humans():

@@ -327,6 +327,26 @@ def test_the_share_of_datasets_counts_ties_as_matching_and_can_be_read_within_bu
                       "share_datasets_recommender_at_or_below_every_baseline_within_budget": 1.0}
 
 
+def test_each_baseline_is_compared_per_dataset_with_a_bootstrap_interval_over_datasets():
+    """Against the best fixed option the recommender wins on a, ties on b, loses on c (mean difference 0, an
+    interval around it); against always extract it is 0.5 points better everywhere (an interval of one point)."""
+    from recommender.evaluate import BASELINES, versus_baselines
+    ours = {"a": 0.0, "b": 1.0, "c": 2.0}
+    decisions = pd.DataFrame([{"dataset": dataset, "recommender_regret": regret, "best_fixed_regret": 1.0,
+                               "always_fe_regret": regret + 0.5, "always_ft_regret": 9.0, "paper_rule_regret": 9.0}
+                              for dataset, regret in ours.items() for _ in range(2)])
+    compared = versus_baselines(decisions)
+    assert set(compared) == set(BASELINES)
+    best_fixed = compared["best_fixed"]
+    assert (best_fixed["datasets_lower"], best_fixed["datasets_same"], best_fixed["datasets_higher"]) == (1, 1, 1)
+    assert best_fixed["mean_difference_points"] == 0.0
+    assert best_fixed["difference_90_low_points"] < 0 < best_fixed["difference_90_high_points"]
+    assert compared["always_fe"] == {"datasets_lower": 3, "datasets_same": 0, "datasets_higher": 0,
+                                     "mean_difference_points": -0.5, "difference_90_low_points": -0.5,
+                                     "difference_90_high_points": -0.5}
+    assert compared["always_ft"]["mean_difference_points"] == -8.0
+
+
 def test_a_budget_that_excludes_fine_tuning_never_recommends_it(advisor):
     for k in (1, 5, 20, 100, 1000):
         advice = advisor.advise(Questionnaire(n_classes=10, images_per_class=k, hardware="cpu_2core",

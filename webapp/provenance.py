@@ -47,6 +47,12 @@ MEASURE_NAMES = {
     "share_datasets_recommender_with_pilot_at_or_below_every_baseline_within_budget":
         "With the fine-tuning pilot, within a budget: share of datasets where the recommender matches or beats "
         "every baseline",
+    "versus_baselines": "Against each baseline",
+    "versus_baselines_within_budget": "Within a budget, against each baseline",
+    "datasets_lower": "held-out datasets with lower regret", "datasets_same": "with the same regret",
+    "datasets_higher": "with higher regret",
+    "mean_difference_points": "mean difference in regret (points)",
+    "difference_90_low_points": "its 90% interval's low end", "difference_90_high_points": "its high end",
     **SETTING_NAMES, **POLICY_NAMES,
 }
 
@@ -239,6 +245,23 @@ def baseline_share_sentence(summary: dict) -> str:
             f"always fine-tune, the paper's rule) on {probe} of the {datasets} held-out datasets with the probe "
             f"({within_budget} of {datasets} within a budget), and on {pilot} of {datasets} with the probe and its "
             "fine-tuning pilot.")
+
+
+def baseline_comparison(summary: dict, key: str = "versus_baselines") -> pd.DataFrame:
+    """Each setting of the recommender against each baseline (``key``: over all decisions, or
+    ``versus_baselines_within_budget``): on how many held-out datasets its mean regret was lower, the same or
+    higher, and the mean difference with its 90% bootstrap interval over the datasets (empty before an evaluation
+    with these figures)."""
+    return pd.DataFrame([{"Recommender": _capital(POLICY_NAMES[policy]), "Against": _capital(POLICY_NAMES[baseline]),
+                          "Held-out datasets: lower / same / higher regret":
+                              f"{compared['datasets_lower']} / {compared['datasets_same']} / "
+                              f"{compared['datasets_higher']}",
+                          "Mean difference (points)": format_number(compared["mean_difference_points"]),
+                          "90% interval (points)": f"{format_number(compared['difference_90_low_points'])} to "
+                                                   f"{format_number(compared['difference_90_high_points'])}"}
+                         for policy, against in summary.get(key, {}).items() for baseline, compared in against.items()],
+                        columns=["Recommender", "Against", "Held-out datasets: lower / same / higher regret",
+                                 "Mean difference (points)", "90% interval (points)"])
 
 
 def evaluation_summary(summary: dict) -> pd.DataFrame:

@@ -5,9 +5,9 @@ import streamlit as st
 
 from webapp import ui
 from recommender.evidence import REGENERATE_COMMAND
-from webapp.provenance import (baseline_share_sentence, commits, energy_sources, evaluation_summary, evaluation_tables,
-                               evidence_summary, grid_coverage, hardware_table, prediction_quality, regret_by_policy,
-                               software_versions)
+from webapp.provenance import (baseline_comparison, baseline_share_sentence, commits, energy_sources,
+                               evaluation_summary, evaluation_tables, evidence_summary, grid_coverage, hardware_table,
+                               prediction_quality, regret_by_policy, software_versions)
 
 st.title("Method & provenance")
 evidence = ui.evidence()
@@ -64,6 +64,14 @@ if headline:
                 "hindsight; lower is better)")
     st.table(regret_by_policy(headline).set_index("Policy"))
     st.markdown(baseline_share_sentence(headline))
+    if "versus_baselines" in headline:
+        st.markdown("**Against each baseline** (the recommender's mean regret minus the baseline's, averaged over the "
+                    "held-out datasets; negative: it lost fewer points. The 90% interval resamples the held-out "
+                    "datasets: with a dozen of them, no fixed policy is beaten on every one, and the interval says "
+                    "whether a difference on average is more than which datasets happened to be held out.)")
+        for tab, key in zip(st.tabs(["All decisions", "Within a budget"]),
+                            ("versus_baselines", "versus_baselines_within_budget")):
+            tab.table(baseline_comparison(headline, key).set_index(["Recommender", "Against"]))
     st.markdown("**Accuracy predictions** (error against the held-out dataset's measurements; an honest 80% interval "
                 "covers about 80% of them)")
     st.table(prediction_quality(headline).set_index("Known"))
