@@ -227,6 +227,7 @@ def test_without_a_probe_the_advice_says_how_much_one_would_narrow_it(app):
     at = app({"n_classes": "5", "images_per_class": "3", "hardware": "cpu_laptop"})
     no_crash(at)
     assert any("would narrow it to about" in i.value for i in at.info), [i.value for i in at.info]
+    assert any("from the description alone" in i.value and "with the probe." in i.value for i in at.info)
 
 
 def test_fine_tuning_options_are_named_for_people(app, db):

@@ -396,6 +396,18 @@ def test_a_shared_link_uses_the_public_address_with_a_path(monkeypatch):
     assert link.startswith("https://eot.example.org/tools/eot/?n_classes=7&")
 
 
+def test_without_a_probe_the_advice_says_what_a_probe_did_to_decisions():
+    narrow = {"probed": False, "width_now_points": 35.2, "width_with_probe_extraction_points": 7.4,
+              "width_with_probe_fine_tuning_points": 15.9, "width_with_pilot_fine_tuning_points": 10.1}
+    evaluation = {"mean_regret_points": {"recommender_without_probe": 1.13, "best_fixed": 0.98, "recommender": 0.64,
+                                         "recommender_with_pilot": 0.63}}
+    sentence = probe_would_narrow_sentence(narrow, "probe", "tick the pilot", evaluation)
+    assert "about 35 points wide" in sentence and "about 7 points for extraction and 16 for fine-tuning" in sentence
+    assert ("decisions lost 1.1 points of accuracy against hindsight on average from the description alone, 1.0 "
+            "always taking the one option best on average, and 0.6 with the probe.") in sentence
+    assert "hindsight" not in probe_would_narrow_sentence(narrow, "probe", "tick the pilot")  # not evaluated yet
+
+
 def test_with_a_probe_the_advice_says_when_the_families_are_undecided_and_what_the_pilot_did():
     narrow = {"probed": True, "width_now_points": 22.4, "width_with_pilot_fine_tuning_points": 12.6,
               "best_extraction_interval_pct": (70.1, 79.6), "best_fine_tuning_interval_pct": (66.0, 88.3),

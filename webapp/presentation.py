@@ -185,14 +185,17 @@ def resolution_sentence(row) -> str:
             f"{row['accuracy_resolution']}; costs are {readable(row['cost_basis'])}.")
 
 
-def pilot_value_sentence(summary: dict | None) -> str:
-    """What the pilot did to the decisions in the stored leave-one-dataset-out evaluation ('' before one ran)."""
+def regret_sentence(summary: dict | None, policies: dict[str, str]) -> str:
+    """What measuring more did to the decisions in the stored leave-one-dataset-out evaluation: each policy's mean
+    regret, in the order given (``policies``: policy -> how the sentence names it; '' before an evaluation with
+    them all)."""
     regret = (summary or {}).get("mean_regret_points", {})
-    if not {"recommender", "recommender_with_pilot"} <= set(regret):
+    if not policies or not set(policies) <= set(regret):
         return ""
-    return (f" On the study's datasets, each left out of the fit in turn, decisions lost {regret['recommender']:.1f} "
-            f"points of accuracy against hindsight on average with the extraction probe alone, and "
-            f"{regret['recommender_with_pilot']:.1f} with its pilot.")
+    lost = [f"{regret[policy]:.1f} {words}" for policy, words in policies.items()]
+    lost[0] = lost[0].replace(" ", " points of accuracy against hindsight on average ", 1)
+    listed = lost[0] if len(lost) == 1 else ", ".join(lost[:-1]) + ", and " + lost[-1]
+    return f" On the study's datasets, each left out of the fit in turn, decisions lost {listed}."
 
 
 def probe_would_narrow_sentence(narrow: dict, how_to_probe: str, how_to_pilot: str,
@@ -216,14 +219,18 @@ def probe_would_narrow_sentence(narrow: dict, how_to_probe: str, how_to_pilot: s
                 f"much your images gain from fine-tuning is what an extraction probe cannot see. The probe's "
                 f"fine-tuning pilot ({pilot_cost}; {how_to_pilot}) measures it, and would narrow fine-tuning's 80% "
                 f"interval from about {narrow['width_now_points']:.0f} to about {pilot:.0f} points."
-                + pilot_value_sentence(evaluation))
+                + regret_sentence(evaluation, {"recommender": "with the extraction probe alone",
+                                               "recommender_with_pilot": "with its pilot"}))
     fine_tuning = narrow.get("width_with_probe_fine_tuning_points")
     return (f"No probe of your images yet: the 80% interval is about {narrow['width_now_points']:.0f} points wide. "
             f"A probe (about a minute, {how_to_probe}) would narrow it to about "
             f"{narrow['width_with_probe_extraction_points']:.0f} points for extraction"
             + (f" and {fine_tuning:.0f} for fine-tuning" if fine_tuning is not None else "")
             + (f"; with its fine-tuning pilot ({pilot_cost}; {how_to_pilot}), about {pilot:.0f} for fine-tuning."
-               if pilot is not None else "."))
+               if pilot is not None else ".")
+            + regret_sentence(evaluation, {"recommender_without_probe": "from the description alone",
+                                           "best_fixed": "always taking the one option best on average",
+                                           "recommender": "with the probe"}))
 
 
 def describe_answer(name: str, value) -> str:
