@@ -192,8 +192,9 @@ def regret_sentence(summary: dict | None, policies: dict[str, str]) -> str:
     regret = (summary or {}).get("mean_regret_points", {})
     if not policies or not set(policies) <= set(regret):
         return ""
-    lost = [f"{regret[policy]:.1f} {words}" for policy, words in policies.items()]
-    lost[0] = lost[0].replace(" ", " points of accuracy against hindsight on average ", 1)
+    first, *rest = policies
+    lost = [f"{regret[first]:.1f} points of accuracy against hindsight on average {policies[first]}",
+            *(f"{regret[policy]:.1f} {policies[policy]}" for policy in rest)]
     listed = lost[0] if len(lost) == 1 else ", ".join(lost[:-1]) + ", and " + lost[-1]
     return f" On the study's datasets, each left out of the fit in turn, decisions lost {listed}."
 
