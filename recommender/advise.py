@@ -159,6 +159,12 @@ def best_measured(rows: pd.DataFrame) -> dict[tuple[str, bool], pd.DataFrame]:
             for (dataset, finetuning), group in best.groupby(["dataset", "finetuning"])}
 
 
+def _seeds(row: pd.Series) -> str:
+    """How many runs an evidence row's accuracy is the mean of: each option's own (partial fine-tuning had one
+    seed where extraction had three)."""
+    return "one seed" if int(row["seeds"]) == 1 else f"mean of {int(row['seeds'])} seeds"
+
+
 class Advisor:
     """fit(tables) once, then advise(questionnaire, assumptions) per request (fast, deterministic)."""
 
@@ -349,13 +355,16 @@ class Advisor:
         nearest = min(common, key=lambda value: abs(np.log2(value / k)))
         best_fe = fe.loc[nearest]
         text = (f"{dataset} at {nearest:g} images per class: best extraction "
-                f"({option_label(best_fe['method'], best_fe['backbone'])}) {100 * best_fe['accuracy']:.1f}%")
+                f"({option_label(best_fe['method'], best_fe['backbone'])}) {100 * best_fe['accuracy']:.1f}% "
+                f"({_seeds(best_fe)})")
+        resolutions = [int(best_fe["resolution"])]
         if ft is not None and nearest in ft.index:
             best_ft = ft.loc[nearest]
             gap = 100 * (best_ft["accuracy"] - best_fe["accuracy"])
             text += (f", best fine-tuning ({option_label(best_ft['method'], best_ft['backbone'])}) "
-                     f"{100 * best_ft['accuracy']:.1f}% ({gap:+.1f} points)")
-        return text + f" [mean of {int(best_fe['seeds'])} seeds, {int(best_fe['resolution'])} px]"
+                     f"{100 * best_ft['accuracy']:.1f}% ({_seeds(best_ft)}; {gap:+.1f} points)")
+            resolutions.append(int(best_ft["resolution"]))
+        return text + f" [{' and '.join(f'{px} px' for px in dict.fromkeys(resolutions))}]"
 
     def _rationale(self, q: Questionnaire, table: pd.DataFrame, best: pd.Series, feasible_exists: bool) -> list[str]:
         lines = [f"Recommended: {best['label']}. Predicted accuracy {100 * best['acc_median']:.1f}% (80% interval "

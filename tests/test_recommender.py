@@ -674,7 +674,21 @@ def test_the_closest_task_quotes_its_best_measured_extraction_and_fine_tuning_at
     fe = at_k[~at_k["finetuning"]]["accuracy"].max()
     ft = at_k[at_k["finetuning"]]["accuracy"].max()
     assert f"at {nearest:g} images per class" in line, line
-    assert f"{100 * fe:.1f}%" in line and f"{100 * ft:.1f}%" in line and f"({100 * (ft - fe):+.1f} points)" in line
+    assert f"{100 * fe:.1f}%" in line and f"{100 * ft:.1f}%" in line and f"; {100 * (ft - fe):+.1f} points)" in line
+
+
+def test_the_closest_task_gives_each_familys_own_number_of_seeds():
+    """Partial fine-tuning was measured on one seed where extraction had three: the quote says so for each."""
+    from recommender.advise import Advisor, best_measured
+    rows = pd.DataFrame({"dataset": "d", "images_per_class": 20.0, "resolution": 128,
+                         "method": ["fe_fne", "ft_partial", "ft_full"],
+                         "backbone": ["efficientnet_lite0", "mobilenetv2_100", "mobilenetv2_100"],
+                         "accuracy": [0.800, 0.812, 0.790], "seeds": [3, 1, 3]})
+    advisor = Advisor()
+    advisor.best_measured_ = best_measured(rows)
+    quote = advisor._measured_gap("d", 30)
+    assert "at 20 images per class" in quote and quote.endswith("[128 px]"), quote
+    assert "80.0% (mean of 3 seeds), best fine-tuning" in quote and "81.2% (one seed; +1.2 points)" in quote
 
 
 def test_the_pilot_guideline_compares_each_pilot_with_the_gain_measured_later(tables):
