@@ -22,7 +22,7 @@ from recommender.questionnaire import Questionnaire, encode_probe
 from webapp.presentation import (answers_table, budget_checks, budget_failures, format_amount, format_number,
                                  numbers_tables, options_csv, options_table, probe_would_narrow_sentence, readable)
 from webapp.provenance import (baseline_comparison, baseline_share_sentence, evaluation_summary, evaluation_tables,
-                               evidence_summary, prediction_quality, regret_by_policy, sources_table)
+                               evidence_summary, one_run_sentence, prediction_quality, regret_by_policy, sources_table)
 from webapp.ui import (PUBLIC_URL_ENV, TABLES, assumptions_from_link, assumptions_to_query, questionnaire_from_link,
                        share_link)
 
@@ -355,6 +355,11 @@ def test_the_evaluation_headline_is_two_small_tables_and_a_sentence():
     assert len(baseline_comparison(summary, "versus_baselines_within_budget")) == len(compared) == 12
     assert baseline_share_sentence({}) == "" and prediction_quality({}).empty and regret_by_policy({}).empty
     assert baseline_comparison({}).empty
+    one_run = summary["one_run_each"]
+    assert one_run["decisions"] > 0
+    sentence = one_run_sentence(summary)
+    assert f"would have lost {format_number(one_run['mean_regret_points']['one_run_each'])} points" in sentence
+    assert f"on the {one_run['decisions']} decisions" in sentence and one_run_sentence({}) == ""
 
 
 def test_amounts_are_given_in_one_unit_system_with_times_for_humans():

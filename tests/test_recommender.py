@@ -347,6 +347,16 @@ def test_each_baseline_is_compared_per_dataset_with_a_bootstrap_interval_over_da
     assert compared["always_ft"]["mean_difference_points"] == -8.0
 
 
+def test_one_run_of_each_option_is_scored_on_the_other_seeds():
+    """Seed 0 favours a, which the other two seeds put 5 points below b; seeds 1 and 2 pick b, which ties a on the
+    others: 5 points lost once in three. A seed some option lacks does not count; one shared seed scores nothing."""
+    from recommender.evaluate import one_run_regret
+    accuracy = pd.DataFrame({0: [0.90, 0.85], 1: [0.80, 0.85], 2: [0.80, 0.85]}, index=["a", "b"])
+    assert one_run_regret(accuracy) == pytest.approx(5 / 3)
+    assert one_run_regret(accuracy.assign(extra=[0.99, np.nan])) == pytest.approx(5 / 3)  # a seed b lacks
+    assert np.isnan(one_run_regret(accuracy[[0]]))
+
+
 def test_a_budget_that_excludes_fine_tuning_never_recommends_it(advisor):
     for k in (1, 5, 20, 100, 1000):
         advice = advisor.advise(Questionnaire(n_classes=10, images_per_class=k, hardware="cpu_2core",
@@ -961,10 +971,11 @@ def test_the_guidelines_count_the_runs_they_learn_from_not_the_checks(tables):
 
 def test_a_held_out_dataset_without_fine_tuning_runs_keeps_its_prediction_scores():
     """A dataset added with extraction runs only has no decision to score; its predictions still count and show."""
-    from recommender.evaluate import POLICIES, PROBE, per_dataset_table
+    from recommender.evaluate import ONE_RUN_EACH, POLICIES, PROBE, per_dataset_table
     from webapp.provenance import evaluation_tables
 
-    decisions = pd.DataFrame({"dataset": ["flowers5"] * 2, **{f"{p}_regret": [1.0, 2.0] for p in POLICIES}})
+    decisions = pd.DataFrame({"dataset": ["flowers5"] * 2,
+                              **{f"{p}_regret": [1.0, 2.0] for p in (*POLICIES, ONE_RUN_EACH)}})
     predictions = pd.DataFrame({"dataset": ["flowers5", "aerial"], "known": [PROBE] * 2, "predicted": [0.8, 0.6],
                                 "realised": [0.82, 0.5], "low": [0.7, 0.55], "high": [0.9, 0.7]})
     table = per_dataset_table(decisions, predictions)

@@ -17,6 +17,7 @@ POLICY_NAMES = {
     "best_fixed": "the best fixed option", "always_fe": "always extract", "always_ft": "always fine-tune",
     "paper_rule": "the paper's k-threshold rule", "rule_of_thumb": "the k-threshold rule of thumb",
     "oracle": "the best option in hindsight",
+    "one_run_each": "one run of each option, the best in hindsight",
 }
 SETTING_NAMES = {"probe": "with the probe", "probe_informed": "with the probe", "questionnaire": "the description only",
                  "questionnaire_only": "the description only", "pilot": "with the probe and its fine-tuning pilot",
@@ -245,6 +246,23 @@ def baseline_share_sentence(summary: dict) -> str:
             f"always fine-tune, the paper's rule) on {probe} of the {datasets} held-out datasets with the probe "
             f"({within_budget} of {datasets} within a budget), and on {pilot} of {datasets} with the probe and its "
             "fine-tuning pilot.")
+
+
+def one_run_sentence(summary: dict) -> str:
+    """What run-to-run noise alone costs: the regret of a user who measured every option once on the held-out
+    dataset and took the best, next to the recommender's on the same decisions ('' before an evaluation with it)."""
+    compared = summary.get("one_run_each") or {}
+    regret = compared.get("mean_regret_points") or {}
+    if not compared.get("decisions") or None in regret.values():
+        return ""
+    return (f"Run-to-run noise: a user who measured every option within budget once on the held-out dataset itself "
+            f"(one seed each) and took the best would have lost {format_number(regret['one_run_each'])} points "
+            f"against the other seeds' mean, on the {compared['decisions']} decisions where every option had two or "
+            f"more seeds. On the same decisions the recommender lost {format_number(regret['recommender'])} with "
+            f"the probe, {format_number(regret['recommender_with_pilot'])} with its pilot and "
+            f"{format_number(regret['recommender_without_probe'])} from the description alone; the best fixed "
+            f"option {format_number(regret['best_fixed'])}. Differences in regret below the first figure are of "
+            "the size that noise moves a pick made from measurements.")
 
 
 def baseline_comparison(summary: dict, key: str = "versus_baselines") -> pd.DataFrame:

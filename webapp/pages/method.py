@@ -7,7 +7,7 @@ from webapp import ui
 from recommender.evidence import REGENERATE_COMMAND
 from webapp.provenance import (baseline_comparison, baseline_share_sentence, commits, energy_sources,
                                evaluation_summary, evaluation_tables, evidence_summary, grid_coverage, hardware_table,
-                               prediction_quality, regret_by_policy, software_versions)
+                               one_run_sentence, prediction_quality, regret_by_policy, software_versions)
 
 st.title("Method & provenance")
 evidence = ui.evidence()
@@ -64,6 +64,7 @@ if headline:
                 "hindsight; lower is better)")
     st.table(regret_by_policy(headline).set_index("Policy"))
     st.markdown(baseline_share_sentence(headline))
+    st.markdown(one_run_sentence(headline))
     if "versus_baselines" in headline:
         st.markdown("**Against each baseline** (the recommender's mean regret minus the baseline's, averaged over the "
                     "held-out datasets; negative: it lost fewer points. The 90% interval resamples the held-out "
@@ -80,7 +81,8 @@ if headline:
 if quality is not None:
     regret, predictions = evaluation_tables(quality)
     st.markdown("**Per held-out dataset: mean regret** (accuracy points below the best within-budget option in "
-                "hindsight; lower is better)")
+                "hindsight; lower is better; one run of each option: over the decisions where every option had two "
+                "or more seeds)")
     st.table(regret.set_index("Held-out dataset"))
     st.markdown("**Per held-out dataset: accuracy predictions** (error: mean absolute difference between the "
                 "predicted and the measured accuracy, in points; coverage of the 80% intervals; their median width, "
