@@ -169,7 +169,7 @@ def partial_vs_full(rows: pd.DataFrame) -> Guideline | None:
     if both.empty:
         return None
     win = float((both["partial"] > both["full"]).mean())
-    gain = float(100 * (both["partial"] - both["full"]).mean())
+    gain = round(float(100 * (both["partial"] - both["full"]).mean()), 1) + 0.0  # + 0.0: never "-0.0 points"
     return Guideline("Partial or full fine-tuning",
                      f"Freezing the first half of the network beat full fine-tuning in {win:.0%} of {len(both)} "
                      f"matched cases ({gain:+.1f} points on average).",
