@@ -79,13 +79,18 @@ def _without(tables: dict, dataset: str) -> dict:
     return kept
 
 
+def _scored_runs(tables: dict, dataset: str) -> pd.DataFrame:
+    """The runs a held-out dataset's decisions are scored on: pretrained, on a CPU, a capped k read as ``max``."""
+    runs = tables["runs"]
+    return capped_as_max(runs[(runs["dataset"] == dataset) & runs["pretrained"] & (runs["device_type"] == "cpu")])
+
+
 def realised_outcomes(tables: dict, dataset: str, assumptions: Assumptions) -> pd.DataFrame:
     """Measured accuracy (mean over seeds) and cost of every option on ``dataset`` at each k (a k capped at the
     dataset's largest is its ``max``: one decision, not two). Time is the mean of the runs on the CPU the cost
     model reads (``reference_hardware``), where the cell has any: a cell whose seeds ran on two machines would
     otherwise average their speeds (elsewhere, the mean of its runs)."""
-    runs = tables["runs"]
-    runs = capped_as_max(runs[(runs["dataset"] == dataset) & runs["pretrained"] & (runs["device_type"] == "cpu")])
+    runs = _scored_runs(tables, dataset)
     cell = ["method", "backbone", "k_label"]
     outcome = (runs.groupby(cell, as_index=False)
                .agg(images_per_class=("images_per_class", "mean"), accuracy=("accuracy", "mean"),
@@ -105,8 +110,7 @@ def realised_outcomes(tables: dict, dataset: str, assumptions: Assumptions) -> p
 def seed_accuracies(tables: dict, dataset: str) -> pd.DataFrame:
     """Measured accuracy per seed (columns) of every option at each k on ``dataset`` (rows: k label, option), a k
     capped at the dataset's largest being its ``max``; the runs ``realised_outcomes`` averages."""
-    runs = tables["runs"]
-    runs = capped_as_max(runs[(runs["dataset"] == dataset) & runs["pretrained"] & (runs["device_type"] == "cpu")])
+    runs = _scored_runs(tables, dataset)
     runs = runs.assign(option=[option_name(m, b) for m, b in zip(runs["method"], runs["backbone"])])
     return runs.pivot_table(index=["k_label", "option"], columns="seed", values="accuracy")
 
