@@ -18,6 +18,7 @@ from recommender.questionnaire import Questionnaire
 from recommender.tasks import dataset_descriptors, questionnaire_descriptor
 from study.convergence import budget_gains, budget_pairs
 from study.labels import backbone_scope, format_duration, option_label
+from study.markdown import signed
 from study.resolution import pairs_by_family, upscale_rule
 from study.spec import finetuning_rows, is_finetuning
 
@@ -88,7 +89,7 @@ def working_resolution(q: Questionnaire, native_px: int, upscale: dict | None = 
     rule, extraction = rules.get(finetuning), rules.get(False)
     if rule and rule["change_points"] is not None and q.image_size_px < rule["reference_px"]:
         size = min(rule["resolution_px"], native_px)
-        changes = ", ".join(f"{px} px {change:+.1f} points" for px, change in rule["change_points_by_px"].items())
+        changes = ", ".join(f"{px} px {signed(change)} points" for px, change in rule["change_points_by_px"].items())
         return size, (f"your {q.image_size_px} px images upscaled to {size} px, the resolution the study's "
                       f"{rule['datasets']} datasets of small images favoured for "
                       f"{'fine-tuning' if finetuning else 'feature extraction'} (on average against "
@@ -327,7 +328,7 @@ class Advisor:
         shift = 100 * (with_domain - without)
         if abs(shift) < 0.5:
             return ""
-        return (f" Your domain moves this prediction by {shift:+.1f} points: fine-tuning did "
+        return (f" Your domain moves this prediction by {signed(shift)} points: fine-tuning did "
                 f"{'better' if shift > 0 else 'worse'} on the study's {self.probe_model_.domain_datasets_[q.domain]} "
                 f"{q.domain} datasets than the other datasets' evidence predicts.")
 
@@ -362,7 +363,7 @@ class Advisor:
             best_ft = ft.loc[nearest]
             gap = 100 * (best_ft["accuracy"] - best_fe["accuracy"])
             text += (f", best fine-tuning ({option_label(best_ft['method'], best_ft['backbone'])}) "
-                     f"{100 * best_ft['accuracy']:.1f}% ({_seeds(best_ft)}; {gap:+.1f} points)")
+                     f"{100 * best_ft['accuracy']:.1f}% ({_seeds(best_ft)}; {signed(gap)} points)")
             resolutions.append(int(best_ft["resolution"]))
         return text + f" [{' and '.join(f'{px} px' for px in dict.fromkeys(resolutions))}]"
 
@@ -398,7 +399,7 @@ class Advisor:
             ft = ft.sort_values("acc_median").iloc[-1]
             gap = 100 * (ft["acc_median"] - fe["acc_median"])
             ratio = ft["total_usd"] / max(fe["total_usd"], 1e-9)
-            lines.append(f"Best fine-tuning ({ft['label']}) is predicted {gap:+.1f} points versus the best "
+            lines.append(f"Best fine-tuning ({ft['label']}) is predicted {signed(gap)} points versus the best "
                          f"extraction ({fe['label']}), for {ratio:.1f}× the total cost ({ft['trials']} "
                          "learning-rate trials, as in the study's recipe)." + self._domain_sentence(q, ft))
         thin = table[table["evidence_datasets"] < SUPPORT_DATASETS]
@@ -419,7 +420,7 @@ class Advisor:
             if gap:
                 gained = self.budget_gained_.get(near["dataset"])
                 lines.append(f"Closest measured task — {near['domain']}, {near['n_classes']} classes: {gap}."
-                             + (f" Twice the fine-tuning budget gained {gained:+.1f} points on this dataset in the "
+                             + (f" Twice the fine-tuning budget gained {signed(gained)} points on this dataset in the "
                                 "convergence check: its fine-tuning figures may be that much low." if gained else ""))
         lines.append(f"Energy is {best['energy_basis']}; CO₂ includes a PUE of {best['pue']:.2f}.")
         lines.append(backbone_scope(self.backbone_params_))

@@ -17,6 +17,7 @@ from recommender.evidence import DEFAULT_DB, evidence_only, load_tables, measure
 from study.convergence import budget_gained_sentence, budget_gains, budget_pairs
 from study.evidence import crossovers, matched_cost_ratios, pilot_table
 from study.labels import backbone_scope
+from study.markdown import signed
 from study.resolution import FAMILIES, REFERENCE_PX, by_resolution, pairs_by_family, upscale_rule
 
 OUTPUT = Path(__file__).resolve().parent.parent / "data" / "GUIDELINES.md"
@@ -61,7 +62,7 @@ def crossover(runs: pd.DataFrame, rows: pd.DataFrame, gains: pd.DataFrame | None
         parts.append(f"{domain}: " + (f"fine-tuning wins from k={found.min()}" + (f"-{found.max()}" if
                                       found.max() != found.min() else "") if len(found) else "extraction never beaten")
                      + (f" on {len(found)} of {len(group)} datasets" if 0 < len(found) < len(group) else "")
-                     + f", {gain:+.1f} points at the largest k"
+                     + f", {signed(gain)} points at the largest k"
                      + (" (within seed noise)" if noisy == len(group) else
                         f" (within seed noise on {noisy} of {len(group)})" if noisy else "")
                      + f" for {multiple:.0f}x the wall time")
@@ -121,7 +122,7 @@ def fne_vs_linear(rows: pd.DataFrame) -> Guideline:
         numbers[str(bucket)] = {"FNE win rate": round(float((group["fne"] > group["linear"]).mean()), 2),
                                 "mean gain (points)": round(float(100 * (group["fne"] - group["linear"]).mean()), 1),
                                 "cases": len(group)}
-    parts = [f"{b}: FNE wins {v['FNE win rate']:.0%} of {v['cases']} cases ({v['mean gain (points)']:+.1f} points)"
+    parts = [f"{b}: FNE wins {v['FNE win rate']:.0%} of {v['cases']} cases ({signed(v['mean gain (points)'])} points)"
              for b, v in numbers.items()]
     return Guideline("Full-Network Embedding or a linear probe",
                      "Ternarised multi-layer features against pooled features with a tuned logistic regression — "
@@ -148,8 +149,8 @@ def small_image_resolution(pairs_by_family: dict) -> Guideline | None:
             "worst dataset (points)": round(float(row.worst_dataset), 1),
             "best dataset (points)": round(float(row.best_dataset), 1), "paired runs": int(row.runs)}
             for px, row in summary.iterrows()})
-        parts = [f"at {px} px {row.mean_change:+.1f} points on average against {reference} px "
-                 f"({row.worst_dataset:+.1f} to {row.best_dataset:+.1f} by dataset; {int(row.datasets)} datasets, "
+        parts = [f"at {px} px {signed(row.mean_change)} points on average against {reference} px "
+                 f"({signed(row.worst_dataset)} to {signed(row.best_dataset)} by dataset; {int(row.datasets)} datasets, "
                  f"{int(row.runs)} paired runs)"
                  for px, row in summary.iterrows()]
         advice = (f"upscale such images to {rule['resolution_px']} px for {family}, as the advisor does (a gain "
@@ -169,11 +170,11 @@ def partial_vs_full(rows: pd.DataFrame) -> Guideline | None:
     if both.empty:
         return None
     win = float((both["partial"] > both["full"]).mean())
-    gain = round(float(100 * (both["partial"] - both["full"]).mean()), 1) + 0.0  # + 0.0: never "-0.0 points"
+    gain = float(100 * (both["partial"] - both["full"]).mean())
     return Guideline("Partial or full fine-tuning",
                      f"Freezing the first half of the network beat full fine-tuning in {win:.0%} of {len(both)} "
-                     f"matched cases ({gain:+.1f} points on average).",
-                     {"partial win rate": round(win, 2), "mean gain (points)": round(gain, 1), "cases": len(both)})
+                     f"matched cases ({signed(gain)} points on average).",
+                     {"partial win rate": round(win, 2), "mean gain (points)": round(gain, 1) + 0.0, "cases": len(both)})  # never -0.0
 
 
 def tuning_cost(trials: pd.DataFrame) -> Guideline:
@@ -183,7 +184,7 @@ def tuning_cost(trials: pd.DataFrame) -> Guideline:
     lost = {int(n): round(float(100 * v), 1) for n, v in zip(curve["n_trials"], curve["accuracy_vs_full_grid"])}
     full = int(curve["n_trials"].max())
     return Guideline("What tuning costs",
-                     f"Trying one learning rate instead of {full} changed test accuracy by {lost[1]:+.1f} points on "
+                     f"Trying one learning rate instead of {full} changed test accuracy by {signed(lost[1])} points on "
                      f"average (the choice made on validation, scored on test; {int(curve['runs'].iloc[0])} "
                      "fine-tuning runs); each extra trial costs a full training run.",
                      {"points vs full grid by trials": lost, "runs": int(curve["runs"].iloc[0])})
@@ -237,8 +238,8 @@ def pilot_gain(runs: pd.DataFrame, probes: pd.DataFrame) -> Guideline | None:
         f"over the best extraction on the task's own images. Across {len(table)} study datasets its gain tracks the "
         f"gain measured at k = 100 (Pearson r = {r_100:.2f}) and at the largest k (r = {r_max:.2f}). Where the pilot "
         f"gained {PILOT_GAIN_POINTS:g} points or more ({int(pays.sum())} datasets), fine-tuning gained "
-        f"{table.loc[pays, 'gain at k=100'].mean():+.1f} points on average at k = 100; elsewhere "
-        f"{table.loc[~pays, 'gain at k=100'].mean():+.1f}.", numbers)
+        f"{signed(table.loc[pays, 'gain at k=100'].mean())} points on average at k = 100; elsewhere "
+        f"{signed(table.loc[~pays, 'gain at k=100'].mean())}.", numbers)
 
 
 def derive(tables: dict) -> list[Guideline]:

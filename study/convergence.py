@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from study.grid_file import recipe_of
-from study.markdown import markdown_table
+from study.markdown import markdown_table, signed
 from study.selection import select_trial
 from study.spec import finetuning_rows
 from study.store import DEFAULT_DB, EvidenceError, read_tables
@@ -148,7 +148,7 @@ def budget_gained_sentence(by_dataset: pd.DataFrame) -> str:
     if gained.empty:
         return ""
     return ("Twice the fine-tuning budget gained a point or more on average on "
-            + ", ".join(f"{row.dataset} ({row.mean_change:+.1f} points over {row.runs} runs)"
+            + ", ".join(f"{row.dataset} ({signed(row.mean_change)} points over {row.runs} runs)"
                         for row in gained.itertuples())
             + ": there the recipe may be budget-bound, and fine-tuning's figures (and its gap to extraction) that "
               "much low.")
@@ -164,24 +164,24 @@ def render_markdown(result: dict) -> str:
              "`python -m study.convergence` regenerates these tables.", "",
              f"**Budget x2** ({budget['pairs']} matched runs, {budget['datasets']} datasets): mean change "
              + ("n/a" if budget["mean_change_points"] is None else
-                f"{budget['mean_change_points']:+.2f} points (mean absolute {budget['mean_abs_change_points']:.2f})")
+                f"{signed(budget['mean_change_points'], 2)} points (mean absolute {budget['mean_abs_change_points']:.2f})")
              + f" -> {_verdict(budget['not_budget_bound'], 'not budget-bound (< 1 point)', 'BUDGET-BOUND')}.", ""]
     if len(budget["table"]):
         lines += [markdown_table(budget["table"]), ""]
         gained = budget_gained_sentence(budget["by_dataset"])
         lines += ["Per dataset, mean change over its matched runs: " + ", ".join(
-            f"{row.dataset} {row.mean_change:+.2f} ({row.runs} runs)" for row in budget["by_dataset"].itertuples())
+            f"{row.dataset} {signed(row.mean_change, 2)} ({row.runs} runs)" for row in budget["by_dataset"].itertuples())
             + "." + (f" {gained}" if gained else ""), ""]
     lines += [f"**Learning rates** ({rates['runs']} runs with more rates than the recipe's): the recipe's "
               f"{len(result['learning_rates'])} lose "
-              + ("n/a" if rates["mean_loss_vs_3_points"] is None else f"{rates['mean_loss_vs_3_points']:+.2f} points")
+              + ("n/a" if rates["mean_loss_vs_3_points"] is None else f"{signed(rates['mean_loss_vs_3_points'], 2)} points")
               + f" to three -> {_verdict(rates['enough'], 'enough (< 1 point)', 'NOT enough')}.", ""]
     if len(rates["table"]):
         lines += [markdown_table(rates["table"]), ""]
     if checkpoints["trials"]:
         margin = checkpoints["final_minus_best_validation_points"]
         lines += [f"**Checkpoints** ({checkpoints['trials']} trials scored on test at every check, analysis only): "
-                  f"the final weights score {margin:+.2f} points against the check with the best validation accuracy"
+                  f"the final weights score {signed(margin, 2)} points against the check with the best validation accuracy"
                   + (", so the recipe keeps the final weights." if margin >= 0
                      else ": early stopping on validation would do better here."), "",
                   markdown_table(checkpoints["table"]), ""]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from study.datasets import native_shorter_side
-from study.markdown import markdown_table
+from study.markdown import markdown_table, signed
 from study.spec import finetuning_rows
 from study.store import DEFAULT_DB, EvidenceError, read_tables
 
@@ -135,7 +135,7 @@ def _family_markdown(pairs: pd.DataFrame, finetuning: bool, reference_px: int) -
     else:
         verdict = (f"Small images are upscaled to {rule['resolution_px']} px for {family}: its mean accuracy over the "
                    f"{rule['datasets']} datasets measured at every resolution compared was the best, "
-                   f"{rule['change_points']:+.1f} points against {reference_px} px (more than its standard error).")
+                   f"{signed(rule['change_points'])} points against {reference_px} px (more than its standard error).")
     verdict = too_few.strip() + (" " if too_few else "") + verdict
     return [f"{family.capitalize()} on the small-image datasets at other resolutions, each run paired with the same "
             f"spec at {reference_px} px (the evidence's). {verdict}", "", markdown_table(summary.round(2)), "",

@@ -13,6 +13,7 @@ from study.convergence import (TOLERANCE_POINTS, budget_gained_sentence, budget_
 from study.evidence import (accuracy_table, crossovers, matched_cost_ratios, pilot_table, probe_machines, render,
                             seed_spread, verdict)
 from study.grid_file import evidence_grids
+from study.markdown import signed
 from study.resolution import REFERENCE_PX, best_upscale, by_resolution, resolution_pairs, upscale_rule
 from study.spec import FinetuneConfig
 from study.store import DEFAULT_DB
@@ -231,6 +232,11 @@ def test_a_lead_within_two_standard_errors_is_called_noise():
     assert verdict(2.0, noise=3.0) == "within seed noise" and verdict(-2.9, noise=3.0) == "within seed noise"
     assert verdict(3.5, noise=3.0) == "fine-tuning ahead" and verdict(-3.5, noise=3.0) == "extraction ahead"
     assert verdict(0.5, noise=None) == "fine-tuning ahead"  # without repeated seeds, the sign is all there is
+
+
+def test_a_signed_change_that_rounds_to_zero_reads_plus_zero_never_minus_zero():
+    assert [signed(-0.04), signed(-0.4), signed(0.04), signed(-0.004, 2), signed(1.234, 2)] == \
+        ["+0.0", "-0.4", "+0.0", "+0.00", "+1.23"]
 
 
 def test_the_convergence_check_pairs_each_doubled_run_with_its_grid_twin(runs):
