@@ -33,9 +33,10 @@ COST_POINTS_PER_DOUBLING_AT_HALF_WEIGHT = 4.0
 # Options are ranked by their expected accuracy (the mean over the calibrated errors: the most accuracy on average)
 # or, for a cautious user, by the accuracy they reach 3 times in 4 (the predictive distribution's lower quartile: an
 # uncertain prediction a hair above a well-measured one then does not win). Deferring to the best fixed option in
-# hindsight unless another is expected to beat it by X points (X from 0.5 to 8, chosen on the other datasets) was
-# tried, leave one dataset out: mean regret with the probe 0.66 -> 0.72, with its pilot 0.59 -> 0.69, from the
-# description alone 1.05 -> 1.03 (2026-12-02, 213 decisions); so options are ranked by their own prediction.
+# hindsight unless another is expected to beat it by X points (X of 0 to 8, or always, chosen on the other held-out
+# datasets' decisions) was tried, leave one dataset out: mean regret with the probe 0.66 -> 0.72, with its pilot
+# 0.59 -> 0.69, from the description alone 1.05 -> 1.03 (2026-12-02, 213 decisions); so options are ranked by their
+# own prediction.
 CAUTIOUS_QUANTILE = 0.25
 RANKING_COLUMNS = {"expected": "acc_expected", "cautious": "acc_cautious"}
 RANKING_WORDS = {"expected": "the accuracy they are expected to reach on average",
