@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 
 from study.convergence import (TOLERANCE_POINTS, budget_gained_sentence, budget_gains, budget_pairs, load,
                                report)
-from study.evidence import (accuracy_table, crossovers, matched_cost_ratios, pilot_table, probe_machines, render,
+from study.evidence import (accuracy_table, best_by_family, crossovers, matched_cost_ratios, pilot_table, probe_machines, render,
                             seed_spread, verdict)
 from study.grid_file import evidence_grids
 from study.markdown import signed
@@ -220,6 +220,23 @@ def test_the_fine_tuning_gap_at_the_largest_k_is_reported_for_each_dataset(runs)
     text = render(DEFAULT_DB)
     assert "## When fine-tuning overtakes extraction" in text
     assert all(f"| {dataset} |" in text for dataset in with_ft)
+
+
+def test_of_two_options_tied_on_accuracy_the_cheaper_is_the_familys_best_whatever_the_row_order(runs):
+    """A tie (pbc_blood_cells' two full fine-tunings at max averaged 96.17% each) must not be broken by the rows'
+    order: the report's wall-time multiple flipped between them when unrelated runs were added."""
+    evidence = runs[runs["grid"].isin(evidence_grids())]
+    cell = evidence[(evidence["dataset"] == "flowers5") & (evidence["k_label"] == "20")]
+    best = best_by_family(cell).iloc[0]
+    own = cell[(cell["method"] == best["FT_method"]) & (cell["backbone"] == best["FT_backbone"])]
+    for factor, expected_backbone in ((2.0, best["FT_backbone"]), (0.5, "twin")):
+        twin = own.assign(backbone="twin", total_s=own["total_s"] * factor)  # the same accuracies, another cost
+        for rows in (pd.concat([cell, twin]), pd.concat([twin, cell]), pd.concat([cell, twin]).iloc[::-1]):
+            chosen = best_by_family(rows).iloc[0]
+            assert chosen["FT_backbone"] == expected_backbone
+            assert chosen["FT_accuracy"] == best["FT_accuracy"]
+    shuffled = evidence.sample(frac=1.0, random_state=0)
+    pd.testing.assert_frame_equal(best_by_family(shuffled), best_by_family(evidence))
 
 
 def test_a_single_runs_seed_noise_shrinks_as_the_training_set_grows(runs):
